@@ -1,0 +1,234 @@
+//! Bundles on the laptop: zips under `<data>/bundles/`, served by `updraft serve` at
+//! `/bundles/<key>?expires=…&signature=…`. The signature is an HMAC over the key and expiry
+//! with a secret kept in the data folder, so a URL works only for its key and its lifetime,
+//! like an S3 presigned URL.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::bundles::{BundleError, BundleStore, UrlSigner, is_valid_key, sha256_hex};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// A folder of bundles and the secret that signs their URLs.
+#[derive(Clone)]
+pub struct LocalBundles {
+    root: PathBuf,
+    secret: [u8; 32],
+    ttl: Duration,
+}
+
+/// Why a bundle URL is refused (all HTTP 403, except a missing file).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UrlRefusal {
+    #[error("this download URL is not signed")]
+    Unsigned,
+    #[error("this download URL has expired")]
+    Expired,
+    #[error("this download URL's signature is not valid")]
+    BadSignature,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BundleError {
+    BundleError::Unavailable(e.to_string())
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl LocalBundles {
+    /// Opens `<data>/bundles`, creating the signing secret (`<data>/url-secret`, mode 0600) once.
+    pub fn open(data_dir: &Path, ttl: Duration) -> Result<Self, BundleError> {
+        let root = data_dir.join("bundles");
+        std::fs::create_dir_all(&root).map_err(unavailable)?;
+        let secret = load_or_create_secret(&data_dir.join("url-secret"))?;
+        Ok(LocalBundles { root, secret, ttl })
+    }
+
+    /// The file behind a key, if the key is well-formed.
+    pub fn path_of(&self, key: &str) -> Option<PathBuf> {
+        is_valid_key(key).then(|| self.root.join(key))
+    }
+
+    fn mac(&self, key: &str, expires: u64) -> HmacSha256 {
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.secret)
+            .expect("HMAC takes any key length");
+        mac.update(b"GET\n");
+        mac.update(key.as_bytes());
+        mac.update(b"\n");
+        mac.update(expires.to_string().as_bytes());
+        mac
+    }
+
+    /// The query string that makes a URL for `key` valid until `expires` (unix seconds).
+    pub fn sign(&self, key: &str, expires: u64) -> String {
+        let sig = hex::encode(self.mac(key, expires).finalize().into_bytes());
+        format!("expires={expires}&signature={sig}")
+    }
+
+    /// Checks a request's `expires` and `signature` for `key`, in constant time.
+    pub fn verify(
+        &self,
+        key: &str,
+        expires: Option<&str>,
+        signature: Option<&str>,
+    ) -> Result<(), UrlRefusal> {
+        let (Some(expires), Some(signature)) = (expires, signature) else {
+            return Err(UrlRefusal::Unsigned);
+        };
+        let expires: u64 = expires.parse().map_err(|_| UrlRefusal::BadSignature)?;
+        let sig = hex::decode(signature).map_err(|_| UrlRefusal::BadSignature)?;
+        self.mac(key, expires)
+            .verify_slice(&sig)
+            .map_err(|_| UrlRefusal::BadSignature)?;
+        if expires < now_unix() {
+            return Err(UrlRefusal::Expired);
+        }
+        Ok(())
+    }
+}
+
+fn load_or_create_secret(path: &Path) -> Result<[u8; 32], BundleError> {
+    let parse = |text: &str| -> Option<[u8; 32]> { hex::decode(text.trim()).ok()?.try_into().ok() };
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return parse(&text)
+            .ok_or_else(|| unavailable(format!("{} is not a 64-hex secret", path.display())));
+    }
+    let secret: [u8; 32] = rand::random();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(path) {
+        Ok(mut f) => {
+            f.write_all(hex::encode(secret).as_bytes())
+                .and_then(|_| f.sync_all())
+                .map_err(unavailable)?;
+            Ok(secret)
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(path).map_err(unavailable)?;
+            parse(&text)
+                .ok_or_else(|| unavailable(format!("{} is not a 64-hex secret", path.display())))
+        }
+        Err(e) => Err(unavailable(format!("{}: {e}", path.display()))),
+    }
+}
+
+#[async_trait]
+impl UrlSigner for LocalBundles {
+    async fn download_url(&self, key: &str, origin: &str) -> Result<String, BundleError> {
+        if !is_valid_key(key) {
+            return Err(BundleError::InvalidKey(key.to_owned()));
+        }
+        let expires = now_unix() + self.ttl.as_secs();
+        Ok(format!(
+            "{origin}/bundles/{key}?{}",
+            self.sign(key, expires)
+        ))
+    }
+}
+
+#[async_trait]
+impl BundleStore for LocalBundles {
+    async fn put_verified(&self, key: &str, bytes: &[u8], sha256: &str) -> Result<(), BundleError> {
+        let path = self
+            .path_of(key)
+            .ok_or_else(|| BundleError::InvalidKey(key.to_owned()))?;
+        let dir = path.parent().expect("a key has a file name").to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(unavailable)?;
+        // Write beside, sync, then rename: a reader never sees a half-written zip.
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(unavailable)?;
+        tmp.write_all(bytes)
+            .and_then(|_| tmp.as_file().sync_all())
+            .map_err(unavailable)?;
+        tmp.persist(&path).map_err(unavailable)?;
+        let stored = std::fs::read(&path).map_err(unavailable)?;
+        if stored.len() != bytes.len() || sha256_hex(&stored) != sha256 {
+            return Err(BundleError::Mismatch {
+                key: key.to_owned(),
+                why: "size or sha256 differs".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn signed_urls_verify_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBundles::open(dir.path(), Duration::from_secs(60)).unwrap();
+        let url = b
+            .download_url("com.example.app/1.0.0/x.zip", "http://h:1")
+            .await
+            .unwrap();
+        let query = url.split_once('?').unwrap().1;
+        let (e, s) = query.split_once('&').unwrap();
+        let e = e.strip_prefix("expires=").unwrap();
+        let s = s.strip_prefix("signature=").unwrap();
+        assert_eq!(
+            b.verify("com.example.app/1.0.0/x.zip", Some(e), Some(s)),
+            Ok(())
+        );
+        assert_eq!(
+            b.verify("com.example.app/1.0.0/y.zip", Some(e), Some(s)),
+            Err(UrlRefusal::BadSignature)
+        );
+        let later = (e.parse::<u64>().unwrap() + 1000).to_string();
+        assert_eq!(
+            b.verify("com.example.app/1.0.0/x.zip", Some(&later), Some(s)),
+            Err(UrlRefusal::BadSignature)
+        );
+        assert_eq!(
+            b.verify("com.example.app/1.0.0/x.zip", None, Some(s)),
+            Err(UrlRefusal::Unsigned)
+        );
+        let past = now_unix() - 5;
+        let q = b.sign("k", past);
+        let sig = q.split_once("signature=").unwrap().1;
+        assert_eq!(
+            b.verify("k", Some(&past.to_string()), Some(sig)),
+            Err(UrlRefusal::Expired)
+        );
+        // The secret persists: a second opener signs the same way.
+        let again = LocalBundles::open(dir.path(), Duration::from_secs(60)).unwrap();
+        assert_eq!(again.sign("k", 5), b.sign("k", 5));
+    }
+
+    #[tokio::test]
+    async fn put_is_atomic_and_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBundles::open(dir.path(), Duration::from_secs(60)).unwrap();
+        let sum = sha256_hex(b"zip");
+        b.put_verified("a.b/1.0.0/z.zip", b"zip", &sum)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(b.path_of("a.b/1.0.0/z.zip").unwrap()).unwrap(),
+            b"zip"
+        );
+        assert!(matches!(
+            b.put_verified("a.b/1.0.0/z.zip", b"zip", &"0".repeat(64))
+                .await,
+            Err(BundleError::Mismatch { .. })
+        ));
+        assert!(matches!(
+            b.put_verified("../evil", b"zip", &sum).await,
+            Err(BundleError::InvalidKey(_))
+        ));
+    }
+}

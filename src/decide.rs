@@ -1,0 +1,737 @@
+//! "What does this device get?" (design.md §4), as a plain function of the validated request
+//! and the app's releases. No I/O, no clock: everything here is unit-tested without AWS.
+
+use std::borrow::Cow;
+
+use semver::Version;
+
+use crate::protocol::{RefusalCode, UpdateRequest};
+use crate::release::{AppSnapshot, DisableAutoUpdate, Release};
+use crate::version::ReleaseVersion;
+
+/// The outcome of an update check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision<'a> {
+    /// Download this release.
+    Offer {
+        channel: &'a str,
+        release: &'a Release,
+    },
+    /// Go back to the store build's assets (`{"version":"builtin"}`).
+    Reset { channel: &'a str },
+    /// No download; the answer carries `error`, `message` and `kind`.
+    Refuse(Refusal<'a>),
+}
+
+/// A refusal with what the plugin shows of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal<'a> {
+    pub code: RefusalCode,
+    pub message: Cow<'a, str>,
+    /// The channel it was decided on, when one was chosen (for logs).
+    pub channel: Option<&'a str>,
+    /// The held-back version, for policy blocks.
+    pub version: Option<&'a str>,
+    /// The native version it was compared with, for version gates.
+    pub old: Option<Version>,
+}
+
+impl<'a> Refusal<'a> {
+    pub fn new(code: RefusalCode, message: impl Into<Cow<'a, str>>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+            channel: None,
+            version: None,
+            old: None,
+        }
+    }
+
+    fn on(mut self, channel: &'a str) -> Self {
+        self.channel = Some(channel);
+        self
+    }
+}
+
+impl Decision<'_> {
+    /// A short name for logs and metrics: `offer`, `reset` or the refusal code.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::Offer { .. } => "offer",
+            Decision::Reset { .. } => "reset",
+            Decision::Refuse(r) => r.code.as_str(),
+        }
+    }
+
+    pub fn channel(&self) -> Option<&str> {
+        match self {
+            Decision::Offer { channel, .. } | Decision::Reset { channel } => Some(channel),
+            Decision::Refuse(r) => r.channel,
+        }
+    }
+}
+
+/// Decides what a device gets, following design.md §4 in order.
+pub fn decide_update<'a>(req: &UpdateRequest<'_>, app: Option<&'a AppSnapshot>) -> Decision<'a> {
+    let Some(app) = app else {
+        return Decision::Refuse(Refusal::new(
+            RefusalCode::AppNotFound,
+            "This app has no releases on this server",
+        ));
+    };
+
+    // §4.2 channel: a requested channel must be the default or allow self-assignment.
+    let channel: &'a str = match req.default_channel.as_deref() {
+        Some(asked) if asked != app.default_channel => {
+            let Some((name, entry)) = app
+                .channels
+                .get_key_value(asked)
+                .and_then(|(name, c)| Some((name.as_str(), c.for_platform(req.platform)?)))
+            else {
+                return Decision::Refuse(Refusal::new(
+                    RefusalCode::NoChannel,
+                    format!(
+                        "Channel {asked:?} does not exist for platform {}",
+                        req.platform.as_str()
+                    ),
+                ));
+            };
+            match entry {
+                Ok(r) if r.allow_self_assign => name,
+                Ok(_) => {
+                    return Decision::Refuse(Refusal::new(
+                        RefusalCode::NoChannel,
+                        format!("Channel {asked:?} does not allow devices to assign themselves"),
+                    ));
+                }
+                Err(e) => return Decision::Refuse(invalid_release(name, e)),
+            }
+        }
+        _ => app.default_channel.as_str(),
+    };
+    let release = match app.release(channel, req.platform) {
+        None => {
+            return Decision::Refuse(
+                Refusal::new(
+                    RefusalCode::NoChannel,
+                    format!(
+                        "Channel {channel:?} has no release for platform {}",
+                        req.platform.as_str()
+                    ),
+                )
+                .on(channel),
+            );
+        }
+        Some(Err(e)) => return Decision::Refuse(invalid_release(channel, e)),
+        Some(Ok(r)) => r,
+    };
+
+    // §4.3 / §4.5: already there.
+    match &release.version {
+        ReleaseVersion::Builtin if req.on_builtin() => {
+            return Decision::Refuse(
+                Refusal::new(
+                    RefusalCode::AlreadyOnBuiltin,
+                    "Already on the builtin version",
+                )
+                .on(channel),
+            );
+        }
+        ReleaseVersion::Bundle(v) if is_running(req, v, &release.version_text) => {
+            return Decision::Refuse(
+                Refusal::new(
+                    RefusalCode::NoNewVersionAvailable,
+                    "No new version available",
+                )
+                .on(channel),
+            );
+        }
+        _ => {}
+    }
+
+    // §4.4 gates, in order.
+    if release.paused {
+        let message = match &release.pause_reason {
+            Some(why) => Cow::Owned(format!("This release is paused: {why}")),
+            None => Cow::Borrowed("This release is paused"),
+        };
+        return Decision::Refuse(Refusal {
+            version: Some(&release.version_text),
+            ..Refusal::new(RefusalCode::ReleasePaused, message).on(channel)
+        });
+    }
+    if let ReleaseVersion::Bundle(bundle) = &release.version
+        && let Some(refusal) = version_gate(release, bundle, &req.version_build)
+    {
+        return Decision::Refuse(refusal.on(channel));
+    }
+    let audience = if req.is_prod && !release.allow_prod {
+        Some((
+            RefusalCode::DisableProdBuild,
+            "This channel does not serve production builds",
+        ))
+    } else if !req.is_prod && !release.allow_dev {
+        Some((
+            RefusalCode::DisableDevBuild,
+            "This channel does not serve development builds",
+        ))
+    } else if !req.is_emulator && !release.allow_device {
+        Some((
+            RefusalCode::DisableDevice,
+            "This channel does not serve physical devices",
+        ))
+    } else if req.is_emulator && !release.allow_emulator {
+        Some((
+            RefusalCode::DisableEmulator,
+            "This channel does not serve emulators",
+        ))
+    } else {
+        None
+    };
+    if let Some((code, message)) = audience {
+        return Decision::Refuse(Refusal::new(code, message).on(channel));
+    }
+
+    if release.version == ReleaseVersion::Builtin {
+        return Decision::Reset { channel };
+    }
+
+    // Encryption must match the app: a plain bundle fails `session_key_required` on an app
+    // with a publicKey, an encrypted one cannot be opened without it (protocol.md §3).
+    if let Some(refusal) = key_gate(req, release) {
+        return Decision::Refuse(refusal.on(channel));
+    }
+    Decision::Offer { channel, release }
+}
+
+/// The device already runs `version`: exact text as the plugin compares it, or the same semver
+/// (a device on builtin runs its native version, protocol.md §9 trap 9).
+fn is_running(req: &UpdateRequest<'_>, version: &Version, text: &str) -> bool {
+    if req.on_builtin() {
+        return &req.version_build == version;
+    }
+    req.version_name_raw == text
+        || Version::parse(&req.version_name_raw).is_ok_and(|v| &v == version)
+}
+
+fn invalid_release<'a>(channel: &'a str, e: &crate::release::ItemError) -> Refusal<'a> {
+    Refusal::new(
+        RefusalCode::InvalidRelease,
+        format!("The release of channel {channel:?} is misconfigured: {e}"),
+    )
+    .on(channel)
+}
+
+/// The `disable_auto_update` and under-native gates, against the native `version_build`.
+fn version_gate<'a>(
+    release: &'a Release,
+    bundle: &Version,
+    native: &Version,
+) -> Option<Refusal<'a>> {
+    let block = |code, message: &'a str| {
+        Some(Refusal {
+            version: Some(release.version_text.as_str()),
+            old: Some(native.clone()),
+            ..Refusal::new(code, message)
+        })
+    };
+    match release.disable_auto_update {
+        DisableAutoUpdate::None => {}
+        DisableAutoUpdate::Major if bundle.major > native.major => {
+            return block(
+                RefusalCode::DisableAutoUpdateToMajor,
+                "Cannot upgrade major version",
+            );
+        }
+        DisableAutoUpdate::Minor
+            if bundle.major != native.major || bundle.minor != native.minor =>
+        {
+            return block(
+                RefusalCode::DisableAutoUpdateToMinor,
+                "Cannot upgrade minor version",
+            );
+        }
+        DisableAutoUpdate::Patch
+            if bundle.major != native.major
+                || bundle.minor != native.minor
+                || bundle.patch != native.patch =>
+        {
+            return block(
+                RefusalCode::DisableAutoUpdateToPatch,
+                "Cannot upgrade patch version",
+            );
+        }
+        DisableAutoUpdate::VersionNumber => match &release.min_update_version {
+            None => {
+                return Some(Refusal::new(
+                    RefusalCode::MisconfiguredChannel,
+                    "disable_auto_update is version_number but min_update_version is not set",
+                ));
+            }
+            Some(min) if min > native => {
+                return block(
+                    RefusalCode::DisableAutoUpdateToMetadata,
+                    "The native version is below this release's min_update_version",
+                );
+            }
+            Some(_) => {}
+        },
+        _ => {}
+    }
+    if release.disable_auto_update_under_native && bundle < native {
+        return block(
+            RefusalCode::DisableAutoUpdateUnderNative,
+            "Cannot install a bundle older than the native version",
+        );
+    }
+    None
+}
+
+fn key_gate<'a>(req: &UpdateRequest<'_>, release: &'a Release) -> Option<Refusal<'a>> {
+    let message = match (&release.session_key, req.key_id.as_deref()) {
+        (Some(_), None) => "This bundle is encrypted but the app has no publicKey",
+        (Some(_), Some(device)) => match &release.key_id {
+            Some(k) if k != device => {
+                "This bundle is encrypted with another key than the app's publicKey"
+            }
+            _ => return None,
+        },
+        (None, Some(_)) => "The app has a publicKey but this bundle is not encrypted",
+        (None, None) => return None,
+    };
+    Some(Refusal {
+        version: Some(release.version_text.as_str()),
+        ..Refusal::new(RefusalCode::KeyIdMismatch, message)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Parses a test body that lives for the whole test.
+    fn leak_parse(body: impl Into<String>) -> crate::protocol::UpdateRequest<'static> {
+        crate::protocol::parse_update_request(Box::leak(body.into().into_boxed_str()).as_bytes())
+            .unwrap()
+    }
+
+    use super::*;
+    use crate::protocol::Kind;
+    use crate::release::tests::{SUM, item, s};
+    use crate::release::{AttrValue, Item};
+
+    fn body(version_build: &str, version_name: &str, extra: &str) -> String {
+        let channel = if extra.contains("defaultChannel") {
+            ""
+        } else {
+            r#","defaultChannel":"""#
+        };
+        format!(
+            r#"{{"platform":"android","device_id":"6a1f0b3e-1111-4222-8333-9c2d00000000","app_id":"com.example.app",
+            "custom_id":"","version_build":"{version_build}","version_code":"1","version_os":"14",
+            "version_name":"{version_name}","plugin_version":"8.51.23","is_emulator":false,"is_prod":true
+            {channel}{extra}}}"#
+        )
+    }
+
+    fn release(version: &str, extra: &[(&str, AttrValue)]) -> Item {
+        let mut i = item(&[
+            ("version", s(version)),
+            ("bundle", s("com.example.app/b.zip")),
+            ("checksum", s(SUM)),
+        ]);
+        for (k, v) in extra {
+            i.insert(k.to_string(), v.clone());
+        }
+        i
+    }
+
+    fn snap(items: &[(&str, Item)]) -> AppSnapshot {
+        AppSnapshot::from_items(items.iter().map(|(k, v)| (*k, v)))
+    }
+
+    /// Runs a decision and returns its label, so each test reads as one line of the rules.
+    fn run(req_body: &str, app: &AppSnapshot) -> &'static str {
+        let req = leak_parse(req_body);
+        decide_update(&req, Some(app)).label()
+    }
+
+    fn one(version: &str, extra: &[(&str, AttrValue)]) -> AppSnapshot {
+        snap(&[("release#production#all", release(version, extra))])
+    }
+
+    const B: AttrValue = AttrValue::Bool(true);
+    const NO: AttrValue = AttrValue::Bool(false);
+
+    #[test]
+    fn offers_a_newer_release() {
+        let app = one("1.0.3", &[]);
+        let req = leak_parse(body("1.0.0", "builtin", ""));
+        match decide_update(&req, Some(&app)) {
+            Decision::Offer { channel, release } => {
+                assert_eq!(channel, "production");
+                assert_eq!(release.version_text, "1.0.3");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_app_is_a_failed_refusal() {
+        let req = leak_parse(body("1.0.0", "builtin", ""));
+        let d = decide_update(&req, None);
+        assert_eq!(d.label(), "app_not_found");
+        let Decision::Refuse(r) = d else {
+            unreachable!()
+        };
+        assert_eq!(r.code.kind(), Kind::Failed);
+    }
+
+    #[test]
+    fn same_version_is_up_to_date() {
+        assert_eq!(
+            run(&body("1.0.0", "1.0.3", ""), &one("1.0.3", &[])),
+            "no_new_version_available"
+        );
+        // On builtin, the device runs its native version (trap 9), normalised.
+        assert_eq!(
+            run(&body("1.0", "builtin", ""), &one("1.0.0", &[])),
+            "no_new_version_available"
+        );
+        assert_eq!(
+            run(&body("1.0.0", "1.0.2", ""), &one("1.0.3", &[])),
+            "offer"
+        );
+        // Up to date wins over a pause: the device already has it.
+        assert_eq!(
+            run(&body("1.0.0", "1.0.3", ""), &one("1.0.3", &[("paused", B)])),
+            "no_new_version_available"
+        );
+    }
+
+    #[test]
+    fn channel_choice() {
+        let beta = release("1.1.0", &[("allow_self_assign", B)]);
+        let qa = release("1.2.0", &[]);
+        let app = snap(&[
+            ("release#production#all", release("1.0.3", &[])),
+            ("release#beta#all", beta),
+            ("release#qa#all", qa),
+        ]);
+        let ch = |c: &str| body("1.0.0", "builtin", &format!(r#","defaultChannel":"{c}""#));
+        let req = leak_parse(ch("beta"));
+        assert_eq!(decide_update(&req, Some(&app)).channel(), Some("beta"));
+        assert_eq!(
+            run(&ch("qa"), &app),
+            "no_channel",
+            "not self-assignable: no silent fallback"
+        );
+        assert_eq!(run(&ch("nope"), &app), "no_channel");
+        let req = leak_parse(ch("production"));
+        assert_eq!(
+            decide_update(&req, Some(&app)).channel(),
+            Some("production"),
+            "the default is always allowed"
+        );
+        let req = leak_parse(body("1.0.0", "builtin", ""));
+        assert_eq!(
+            decide_update(&req, Some(&app)).channel(),
+            Some("production")
+        );
+    }
+
+    #[test]
+    fn app_default_channel_and_platform_items() {
+        let app = snap(&[
+            ("app", item(&[("default_channel", s("stable"))])),
+            ("release#stable#all", release("1.0.3", &[])),
+            ("release#stable#android", release("1.0.4", &[])),
+            ("release#production#all", release("1.0.9", &[])),
+        ]);
+        let req = leak_parse(body("1.0.0", "builtin", ""));
+        let Decision::Offer { channel, release } = decide_update(&req, Some(&app)) else {
+            panic!()
+        };
+        assert_eq!(
+            (channel, release.version_text.as_str()),
+            ("stable", "1.0.4"),
+            "platform item over all"
+        );
+        let ios = body("1.0.0", "builtin", "").replace("android", "ios");
+        let req = leak_parse(ios);
+        let Decision::Offer { release, .. } = decide_update(&req, Some(&app)) else {
+            panic!()
+        };
+        assert_eq!(release.version_text, "1.0.3", "all is the fallback");
+
+        let ios_only = snap(&[("release#production#ios", self::release("1.0.3", &[]))]);
+        assert_eq!(
+            run(&body("1.0.0", "builtin", ""), &ios_only),
+            "no_channel",
+            "no platform gate beyond items"
+        );
+    }
+
+    #[test]
+    fn malformed_release_is_a_failed_answer() {
+        let app = snap(&[("release#production#all", item(&[("version", s("1.0"))]))]);
+        assert_eq!(run(&body("1.0.0", "builtin", ""), &app), "invalid_release");
+        let app = snap(&[
+            ("release#production#all", release("1.0.3", &[])),
+            ("release#beta#all", item(&[("version", s("x"))])),
+        ]);
+        assert_eq!(
+            run(
+                &body("1.0.0", "builtin", r#","defaultChannel":"beta""#),
+                &app
+            ),
+            "invalid_release"
+        );
+    }
+
+    #[test]
+    fn paused_has_its_own_code() {
+        let app = one(
+            "1.0.3",
+            &[("paused", B), ("pause_reason", s("too many failures"))],
+        );
+        let req = leak_parse(body("1.0.0", "builtin", ""));
+        let Decision::Refuse(r) = decide_update(&req, Some(&app)) else {
+            panic!()
+        };
+        assert_eq!(r.code, RefusalCode::ReleasePaused);
+        assert_eq!(r.code.kind(), Kind::Blocked);
+        assert!(r.message.contains("too many failures"));
+    }
+
+    #[test]
+    fn major_gate_is_the_default() {
+        assert_eq!(
+            run(&body("1.2.0", "builtin", ""), &one("2.0.0", &[])),
+            "disable_auto_update_to_major"
+        );
+        assert_eq!(
+            run(&body("1.2.0", "builtin", ""), &one("1.9.0", &[])),
+            "offer"
+        );
+        let none = [("disable_auto_update", s("none"))];
+        assert_eq!(
+            run(&body("1.2.0", "builtin", ""), &one("2.0.0", &none)),
+            "offer"
+        );
+        // The gate reads version_build, never version_name.
+        assert_eq!(
+            run(&body("1.2.0", "2.0.0", ""), &one("2.1.0", &[])),
+            "disable_auto_update_to_major"
+        );
+        let req = leak_parse(body("1.2.0", "builtin", ""));
+        let app = one("2.0.0", &[]);
+        let Decision::Refuse(r) = decide_update(&req, Some(&app)) else {
+            panic!()
+        };
+        assert_eq!(
+            (r.version, r.old.map(|v| v.to_string())),
+            (Some("2.0.0"), Some("1.2.0".into()))
+        );
+    }
+
+    #[test]
+    fn minor_and_patch_gates() {
+        let minor = [("disable_auto_update", s("minor"))];
+        assert_eq!(
+            run(&body("1.2.0", "builtin", ""), &one("1.3.0", &minor)),
+            "disable_auto_update_to_minor"
+        );
+        assert_eq!(
+            run(&body("1.2.0", "builtin", ""), &one("2.2.0", &minor)),
+            "disable_auto_update_to_minor"
+        );
+        assert_eq!(
+            run(&body("1.2.0", "builtin", ""), &one("1.2.5", &minor)),
+            "offer"
+        );
+        let patch = [("disable_auto_update", s("patch"))];
+        assert_eq!(
+            run(&body("1.2.0", "builtin", ""), &one("1.2.1", &patch)),
+            "disable_auto_update_to_patch"
+        );
+        assert_eq!(
+            run(
+                &body("1.2.0", "builtin", ""),
+                &one(
+                    "1.2.0-hotfix.1",
+                    &[
+                        ("disable_auto_update_under_native", NO),
+                        ("disable_auto_update", s("patch"))
+                    ]
+                )
+            ),
+            "offer"
+        );
+    }
+
+    #[test]
+    fn version_number_gate() {
+        let vn = |min: Option<&str>| {
+            let mut extra = vec![("disable_auto_update", s("version_number"))];
+            if let Some(m) = min {
+                extra.push(("min_update_version", s(m)));
+            }
+            one("3.0.0", &extra)
+        };
+        assert_eq!(
+            run(&body("1.2.0", "builtin", ""), &vn(None)),
+            "misconfigured_channel"
+        );
+        assert_eq!(
+            run(&body("1.2.0", "builtin", ""), &vn(Some("1.5.0"))),
+            "disable_auto_update_to_metadata"
+        );
+        assert_eq!(
+            run(&body("1.5.0", "builtin", ""), &vn(Some("1.5"))),
+            "offer"
+        );
+        let req = leak_parse(body("1.2.0", "builtin", ""));
+        let app = vn(None);
+        let Decision::Refuse(r) = decide_update(&req, Some(&app)) else {
+            panic!()
+        };
+        assert_eq!(
+            r.code.kind(),
+            Kind::Failed,
+            "a misconfigured channel is a fault, not a policy"
+        );
+    }
+
+    #[test]
+    fn under_native_gate() {
+        assert_eq!(
+            run(&body("1.5.0", "builtin", ""), &one("1.4.0", &[])),
+            "disable_auto_update_under_native"
+        );
+        let off = [("disable_auto_update_under_native", NO)];
+        assert_eq!(
+            run(&body("1.5.0", "builtin", ""), &one("1.4.0", &off)),
+            "offer"
+        );
+        assert_eq!(
+            run(&body("1.5.0", "builtin", ""), &one("1.5.0-rc.1", &[])),
+            "disable_auto_update_under_native"
+        );
+    }
+
+    #[test]
+    fn audience_gates() {
+        let req = |prod: bool, emu: bool| {
+            body("1.0.0", "builtin", "")
+                .replace(r#""is_prod":true"#, &format!(r#""is_prod":{prod}"#))
+                .replace(r#""is_emulator":false"#, &format!(r#""is_emulator":{emu}"#))
+        };
+        assert_eq!(
+            run(&req(true, false), &one("1.0.3", &[("allow_prod", NO)])),
+            "disable_prod_build"
+        );
+        assert_eq!(
+            run(&req(false, false), &one("1.0.3", &[("allow_prod", NO)])),
+            "offer"
+        );
+        assert_eq!(
+            run(&req(false, false), &one("1.0.3", &[("allow_dev", NO)])),
+            "disable_dev_build"
+        );
+        assert_eq!(
+            run(&req(true, false), &one("1.0.3", &[("allow_device", NO)])),
+            "disable_device"
+        );
+        assert_eq!(
+            run(&req(true, true), &one("1.0.3", &[("allow_device", NO)])),
+            "offer"
+        );
+        assert_eq!(
+            run(&req(true, true), &one("1.0.3", &[("allow_emulator", NO)])),
+            "disable_emulator"
+        );
+        assert_eq!(
+            run(&req(true, false), &one("1.0.3", &[("allow_emulator", NO)])),
+            "offer"
+        );
+        // Order: prod before device.
+        assert_eq!(
+            run(
+                &req(true, false),
+                &one("1.0.3", &[("allow_prod", NO), ("allow_device", NO)])
+            ),
+            "disable_prod_build"
+        );
+        // Version gates come before audience gates.
+        assert_eq!(
+            run(&req(true, false), &one("2.0.0", &[("allow_prod", NO)])),
+            "disable_auto_update_to_major"
+        );
+    }
+
+    #[test]
+    fn builtin_release() {
+        let app = one("builtin", &[]);
+        assert_eq!(run(&body("1.0.0", "1.0.3", ""), &app), "reset");
+        assert_eq!(
+            run(&body("1.0.0", "builtin", ""), &app),
+            "already_on_builtin"
+        );
+        // Version gates are skipped, audience gates still apply.
+        assert_eq!(run(&body("3.0.0", "1.0.3", ""), &app), "reset");
+        assert_eq!(
+            run(
+                &body("1.0.0", "1.0.3", ""),
+                &one("builtin", &[("allow_prod", NO)])
+            ),
+            "disable_prod_build"
+        );
+        assert_eq!(
+            run(
+                &body("1.0.0", "1.0.3", ""),
+                &one("builtin", &[("paused", B)])
+            ),
+            "release_paused"
+        );
+        let req = leak_parse(body("1.0.0", "builtin", ""));
+        let Decision::Refuse(r) = decide_update(&req, Some(&app)) else {
+            panic!()
+        };
+        assert_eq!(r.code.kind(), Kind::UpToDate);
+    }
+
+    #[test]
+    fn encryption_must_match_the_app() {
+        let enc = [
+            ("checksum", s(&"ab".repeat(256))),
+            ("session_key", s("aXY=:a2V5")),
+            ("key_id", s("MIIBCgKCAQEA3it9ioh6")),
+        ];
+        let key = r#","key_id":"MIIBCgKCAQEA3it9ioh6""#;
+        assert_eq!(
+            run(&body("1.0.0", "builtin", key), &one("1.0.3", &enc)),
+            "offer"
+        );
+        assert_eq!(
+            run(&body("1.0.0", "builtin", ""), &one("1.0.3", &enc)),
+            "key_id_mismatch"
+        );
+        let other = r#","key_id":"MIIBCgKCAQEAzzzzzzzz""#;
+        assert_eq!(
+            run(&body("1.0.0", "builtin", other), &one("1.0.3", &enc)),
+            "key_id_mismatch"
+        );
+        assert_eq!(
+            run(&body("1.0.0", "builtin", key), &one("1.0.3", &[])),
+            "key_id_mismatch"
+        );
+        // An encrypted release without key_id trusts the operator.
+        let no_kid = [
+            ("checksum", s(&"ab".repeat(256))),
+            ("session_key", s("aXY=:a2V5")),
+        ];
+        assert_eq!(
+            run(&body("1.0.0", "builtin", other), &one("1.0.3", &no_kid)),
+            "offer"
+        );
+    }
+}

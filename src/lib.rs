@@ -1,0 +1,13 @@
+//! Updraft: a self-hosted, serverless live-update server for Capacitor apps that use
+//! `@capgo/capacitor-updater`. See README.md and design.md for the contracts.
+
+pub mod api;
+pub mod bundle_zip;
+pub mod bundles;
+pub mod cli;
+pub mod decide;
+pub mod protocol;
+pub mod publish;
+pub mod release;
+pub mod store;
+pub mod version;

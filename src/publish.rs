@@ -1,0 +1,280 @@
+//! `updraft release`: check a bundle, upload it, then point a channel at it. The object and
+//! the bundle item are written before the release item, so a release that fails half-way
+//! changes nothing devices see; a version is never re-released with different bytes.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::bundle_zip::{LayoutError, check_layout, zip_folder};
+use crate::bundles::{BundleError, BundleStore, bundle_key, sha256_hex};
+use crate::protocol::is_valid_app_id;
+use crate::release::{AttrValue, Item, Release, Target, bundle_sk, is_sha256_hex, release_sk};
+use crate::store::{ItemWriter, StoreError};
+use crate::version::ReleaseVersion;
+
+/// Where the bundle comes from.
+#[derive(Debug, Clone)]
+pub enum BundleSource {
+    /// A built web folder, zipped here.
+    Dir(PathBuf),
+    /// A zip made elsewhere (e.g. `capgo bundle zip`, or `capgo bundle encrypt`).
+    Zip(PathBuf),
+    /// A zip hosted elsewhere, served as is.
+    ExternalUrl(String),
+    /// Nothing to download: a `builtin` release.
+    None,
+}
+
+/// Values the Capgo CLI printed for an encrypted zip (`bundle encrypt --json`).
+#[derive(Debug, Clone, Default)]
+pub struct Encryption {
+    pub session_key: String,
+    pub key_id: Option<String>,
+}
+
+/// Everything `updraft release` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ReleaseSpec {
+    pub app_id: String,
+    pub version: String,
+    pub channel: String,
+    pub target: Target,
+    pub source: BundleSource,
+    /// The checksum to serve: required for encrypted zips and external URLs; for a plain zip,
+    /// it must equal the computed SHA-256.
+    pub checksum: Option<String>,
+    pub encryption: Option<Encryption>,
+    /// Policy attributes of the release item (`disable_auto_update`, `allow_*`, `link`, …).
+    pub policy: Item,
+    /// Refuse bundles in which no code calls `notifyAppReady()`.
+    pub code_check: bool,
+}
+
+/// What was released, as `--json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Published {
+    pub app_id: String,
+    pub version: String,
+    pub channel: String,
+    pub platform: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// True when this exact bundle had been uploaded before and was reused.
+    pub reused_bundle: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the bundle is not valid: {0}")]
+    Layout(#[from] LayoutError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("cannot read {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+}
+
+fn invalid(msg: impl Into<String>) -> ReleaseError {
+    ReleaseError::Invalid(msg.into())
+}
+
+/// Channel names go into sort keys (`release#<channel>#…`): no `#`, nothing exotic.
+pub fn is_valid_channel(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn s(v: &str) -> AttrValue {
+    AttrValue::S(v.to_owned())
+}
+
+/// Releases a bundle: see the module docs for the order of writes.
+pub async fn publish(
+    items: &dyn ItemWriter,
+    bundles: &dyn BundleStore,
+    spec: ReleaseSpec,
+) -> Result<Published, ReleaseError> {
+    if !is_valid_app_id(&spec.app_id) {
+        return Err(invalid(format!(
+            "{:?} is not a reverse-domain app id such as com.example.app",
+            spec.app_id
+        )));
+    }
+    if !is_valid_channel(&spec.channel) {
+        return Err(invalid(format!(
+            "{:?} is not a valid channel name (letters, digits, . _ -)",
+            spec.channel
+        )));
+    }
+    let version = ReleaseVersion::parse(&spec.version).ok_or_else(|| {
+        invalid(format!(
+            "{:?} is not a semantic version (such as 1.0.3) or builtin",
+            spec.version
+        ))
+    })?;
+
+    let mut release = spec.policy.clone();
+    release.insert("version".into(), s(&spec.version));
+    release.insert("released_at".into(), AttrValue::N(now_unix().into()));
+    let mut published = Published {
+        app_id: spec.app_id.clone(),
+        version: spec.version.clone(),
+        channel: spec.channel.clone(),
+        platform: spec.target.as_str().to_owned(),
+        bundle: None,
+        url: None,
+        checksum: None,
+        size: None,
+        reused_bundle: false,
+    };
+
+    match (&version, &spec.source) {
+        (ReleaseVersion::Builtin, BundleSource::None) => {}
+        (ReleaseVersion::Builtin, _) => {
+            return Err(invalid(
+                "a builtin release takes no bundle (drop --dir/--zip/--url)",
+            ));
+        }
+        (ReleaseVersion::Bundle(_), BundleSource::None) => {
+            return Err(invalid("a bundle is required: pass --dir, --zip or --url"));
+        }
+        (ReleaseVersion::Bundle(_), BundleSource::ExternalUrl(url)) => {
+            let checksum = spec
+                .checksum
+                .clone()
+                .ok_or_else(|| invalid("--url needs --checksum"))?;
+            release.insert("url".into(), s(url));
+            release.insert("checksum".into(), s(&checksum));
+            published.url = Some(url.clone());
+            published.checksum = Some(checksum);
+        }
+        (ReleaseVersion::Bundle(_), BundleSource::Dir(_) | BundleSource::Zip(_)) => {
+            let bytes = match &spec.source {
+                BundleSource::Dir(dir) => zip_folder(dir)?,
+                BundleSource::Zip(path) => {
+                    std::fs::read(path).map_err(|e| ReleaseError::Io(path.clone(), e))?
+                }
+                _ => unreachable!("matched above"),
+            };
+            let sha256 = sha256_hex(&bytes);
+            let checksum = match &spec.encryption {
+                // An encrypted zip is ciphertext: its layout was checked by whoever encrypted it.
+                Some(_) => spec.checksum.clone().ok_or_else(|| {
+                    invalid("an encrypted zip needs --checksum (the value printed by `capgo bundle encrypt`)")
+                })?,
+                None => {
+                    let layout = check_layout(&bytes)?;
+                    if spec.code_check && !layout.calls_notify_app_ready {
+                        return Err(LayoutError::NoNotifyAppReady.into());
+                    }
+                    match &spec.checksum {
+                        Some(given) if given != &sha256 => {
+                            let hint = if is_sha256_hex(&given.to_lowercase()) { "" } else { " (expected 64 lowercase hex digits)" };
+                            return Err(invalid(format!(
+                                "--checksum {given} does not match the zip's SHA-256 {sha256}{hint}"
+                            )));
+                        }
+                        _ => sha256.clone(),
+                    }
+                }
+            };
+            if let Some(enc) = &spec.encryption {
+                release.insert("session_key".into(), s(&enc.session_key));
+                if let Some(k) = &enc.key_id {
+                    release.insert("key_id".into(), s(k));
+                }
+            }
+            let (key, reused) =
+                store_bundle(items, bundles, &spec, &bytes, &sha256, &checksum).await?;
+            release.insert("bundle".into(), s(&key));
+            release.insert("checksum".into(), s(&checksum));
+            published.bundle = Some(key);
+            published.checksum = Some(checksum);
+            published.size = Some(bytes.len() as u64);
+            published.reused_bundle = reused;
+        }
+    }
+
+    // Never write an item the server could not serve.
+    Release::from_item(&release)
+        .map_err(|e| invalid(format!("the release would be invalid: {e}")))?;
+    items
+        .put_item(
+            &spec.app_id,
+            &release_sk(&spec.channel, spec.target),
+            &release,
+        )
+        .await?;
+    Ok(published)
+}
+
+/// Uploads the object (content-addressed) and records the bundle item, refusing a version that
+/// already exists with other bytes. Returns the object key and whether it was already there.
+async fn store_bundle(
+    items: &dyn ItemWriter,
+    bundles: &dyn BundleStore,
+    spec: &ReleaseSpec,
+    bytes: &[u8],
+    sha256: &str,
+    checksum: &str,
+) -> Result<(String, bool), ReleaseError> {
+    let sk = bundle_sk(&spec.version);
+    let same_bytes = |existing: &Item| -> Result<String, ReleaseError> {
+        match (existing.get("sha256"), existing.get("bundle")) {
+            (Some(AttrValue::S(old)), Some(AttrValue::S(key))) if old == sha256 => Ok(key.clone()),
+            (Some(AttrValue::S(old)), _) => {
+                Err(ReleaseError::Store(StoreError::Conflict(format!(
+                    "version {} of {} was already released with different bytes (sha256 {old}); release it under a new version",
+                    spec.version, spec.app_id
+                ))))
+            }
+            _ => Err(invalid(format!(
+                "the existing item {sk} has no sha256/bundle; fix or remove it first"
+            ))),
+        }
+    };
+    if let Some(existing) = items.get_item(&spec.app_id, &sk).await? {
+        return Ok((same_bytes(&existing)?, true));
+    }
+    let key = bundle_key(&spec.app_id, &spec.version, sha256);
+    bundles.put_verified(&key, bytes, sha256).await?;
+    let mut item = Item::new();
+    item.insert("bundle".into(), s(&key));
+    item.insert("sha256".into(), s(sha256));
+    item.insert("checksum".into(), s(checksum));
+    item.insert("size".into(), AttrValue::N((bytes.len() as u64).into()));
+    item.insert("created_at".into(), AttrValue::N(now_unix().into()));
+    if let Some(enc) = &spec.encryption {
+        item.insert("session_key".into(), s(&enc.session_key));
+        if let Some(k) = &enc.key_id {
+            item.insert("key_id".into(), s(k));
+        }
+    }
+    if !items.put_item_if_absent(&spec.app_id, &sk, &item).await? {
+        // Someone released the same version meanwhile: fine only if it is the same bytes.
+        let existing = items.get_item(&spec.app_id, &sk).await?.unwrap_or_default();
+        return Ok((same_bytes(&existing)?, true));
+    }
+    Ok((key, false))
+}

@@ -1,0 +1,229 @@
+//! The embedded store: the items of design.md §3 in one SQLite file (WAL mode, full sync), so
+//! `updraft release` can write while `updraft serve` reads from another process, and a crash
+//! never leaves a half-written item.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::release::{AppSnapshot, Item};
+use crate::store::{ItemWriter, ReleaseStore, StoreError};
+
+/// Items keyed like the DynamoDB table: `app_id` + `sk`, attributes as a JSON object.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) `<data>/updraft.db`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| unavailable(format!("{}: {e}", data_dir.display())))?;
+        let conn = Connection::open(data_dir.join("updraft.db")).map_err(unavailable)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(unavailable)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS items (
+                app_id TEXT NOT NULL,
+                sk TEXT NOT NULL,
+                attrs TEXT NOT NULL,
+                PRIMARY KEY (app_id, sk)
+            ) WITHOUT ROWID;",
+        )
+        .map_err(unavailable)?;
+        Ok(EmbeddedStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs a blocking SQLite call off the async runtime.
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+}
+
+fn decode(sk: &str, attrs: &str) -> Result<Item, StoreError> {
+    serde_json::from_str(attrs).map_err(|e| unavailable(format!("item {sk} is not readable: {e}")))
+}
+
+fn encode(item: &Item) -> Result<String, StoreError> {
+    serde_json::to_string(item).map_err(unavailable)
+}
+
+#[async_trait]
+impl ReleaseStore for EmbeddedStore {
+    async fn load_app(&self, app_id: &str) -> Result<Option<AppSnapshot>, StoreError> {
+        let app_id = app_id.to_owned();
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT sk, attrs FROM items WHERE app_id = ?1 AND (sk = 'app' OR sk >= 'release#' AND sk < 'release$')",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![app_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(unavailable)?;
+            let mut items = Vec::new();
+            for row in rows {
+                let (sk, attrs) = row.map_err(unavailable)?;
+                let item = decode(&sk, &attrs)?;
+                items.push((sk, item));
+            }
+            if items.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(AppSnapshot::from_items(items.iter().map(|(sk, i)| (sk.as_str(), i)))))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ItemWriter for EmbeddedStore {
+    async fn get_item(&self, app_id: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        let (app_id, sk) = (app_id.to_owned(), sk.to_owned());
+        self.with_conn(move |conn| {
+            let attrs: Option<String> = conn
+                .query_row(
+                    "SELECT attrs FROM items WHERE app_id = ?1 AND sk = ?2",
+                    params![app_id, sk],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            attrs.map(|a| decode(&sk, &a)).transpose()
+        })
+        .await
+    }
+
+    async fn put_item_if_absent(
+        &self,
+        app_id: &str,
+        sk: &str,
+        item: &Item,
+    ) -> Result<bool, StoreError> {
+        let (app_id, sk, attrs) = (app_id.to_owned(), sk.to_owned(), encode(item)?);
+        self.with_conn(move |conn| {
+            let n = conn
+                .execute(
+                    "INSERT INTO items (app_id, sk, attrs) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![app_id, sk, attrs],
+                )
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn put_item(&self, app_id: &str, sk: &str, item: &Item) -> Result<(), StoreError> {
+        let (app_id, sk, attrs) = (app_id.to_owned(), sk.to_owned(), encode(item)?);
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO items (app_id, sk, attrs) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (app_id, sk) DO UPDATE SET attrs = excluded.attrs",
+                params![app_id, sk, attrs],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Platform;
+    use crate::release::tests::{SUM, item, s};
+
+    #[tokio::test]
+    async fn items_round_trip_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert!(store.load_app("com.example.app").await.unwrap().is_none());
+        let rel = item(&[
+            ("version", s("1.0.3")),
+            ("bundle", s("k")),
+            ("checksum", s(SUM)),
+            ("paused", crate::release::AttrValue::Bool(false)),
+        ]);
+        store
+            .put_item("com.example.app", "release#production#all", &rel)
+            .await
+            .unwrap();
+        store
+            .put_item(
+                "com.example.app",
+                "bundle#1.0.3",
+                &item(&[("checksum", s(SUM))]),
+            )
+            .await
+            .unwrap();
+        store
+            .put_item("com.other.app", "release#production#all", &rel)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .put_item_if_absent("com.example.app", "bundle#1.0.3", &item(&[]))
+                .await
+                .is_ok_and(|w| !w)
+        );
+        assert_eq!(
+            store
+                .get_item("com.example.app", "bundle#1.0.3")
+                .await
+                .unwrap(),
+            Some(item(&[("checksum", s(SUM))]))
+        );
+        drop(store);
+
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let snap = store.load_app("com.example.app").await.unwrap().unwrap();
+        let r = snap
+            .release("production", Platform::Ios)
+            .unwrap()
+            .as_ref()
+            .unwrap();
+        assert_eq!(r.version_text, "1.0.3");
+        assert_eq!(snap.channels.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_second_connection_sees_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = EmbeddedStore::open(dir.path()).unwrap();
+        let writer = EmbeddedStore::open(dir.path()).unwrap();
+        writer
+            .put_item(
+                "com.example.app",
+                "app",
+                &item(&[("default_channel", s("beta"))]),
+            )
+            .await
+            .unwrap();
+        let snap = reader.load_app("com.example.app").await.unwrap().unwrap();
+        assert_eq!(snap.default_channel, "beta");
+    }
+}
