@@ -37,6 +37,25 @@ pub struct AppState {
     pub public_url: Option<String>,
 }
 
+impl AppState {
+    /// The local setup of `updraft serve`: the embedded store and bundles in `data_dir`.
+    pub fn embedded(
+        data_dir: &std::path::Path,
+        cache_ttl: std::time::Duration,
+        url_ttl: std::time::Duration,
+        public_url: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let store = crate::store::embedded::EmbeddedStore::open(data_dir)?;
+        let bundles = LocalBundles::open(data_dir, url_ttl)?;
+        Ok(AppState {
+            releases: CachedReleases::new(Arc::new(store), cache_ttl),
+            signer: Arc::new(bundles.clone()),
+            local_bundles: Some(bundles),
+            public_url,
+        })
+    }
+}
+
 /// Every way a request can fail, each with its HTTP status and JSON body.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

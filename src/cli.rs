@@ -12,7 +12,6 @@ use crate::api::{AppState, router};
 use crate::bundles::local::LocalBundles;
 use crate::publish::{BundleSource, Encryption, ReleaseSpec, publish};
 use crate::release::{AttrValue, Item, Target};
-use crate::store::cache::CachedReleases;
 use crate::store::embedded::EmbeddedStore;
 
 #[derive(Debug, Parser)]
@@ -263,14 +262,12 @@ async fn release(args: Box<ReleaseArgs>) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let data = &args.data.data;
-    let store = EmbeddedStore::open(data)?;
-    let bundles = LocalBundles::open(data, Duration::from_secs(args.url_ttl))?;
-    let state = Arc::new(AppState {
-        releases: CachedReleases::new(Arc::new(store), Duration::from_secs(args.cache_ttl)),
-        signer: Arc::new(bundles.clone()),
-        local_bundles: Some(bundles),
-        public_url: args.public_url.clone(),
-    });
+    let state = Arc::new(AppState::embedded(
+        data,
+        Duration::from_secs(args.cache_ttl),
+        Duration::from_secs(args.url_ttl),
+        args.public_url.clone(),
+    )?);
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
