@@ -8,11 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::api::{AppState, router};
-use crate::bundles::local::LocalBundles;
+use crate::api::router;
+use crate::backend::{Backend, ServeSettings};
 use crate::publish::{BundleSource, Encryption, ReleaseSpec, publish};
 use crate::release::{AttrValue, Item, Target};
-use crate::store::embedded::EmbeddedStore;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,17 +26,66 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the update API on this machine, from the embedded store.
+    /// Serve the update API on this machine (embedded store by default).
     Serve(ServeArgs),
     /// Release a bundle (or `builtin`) to a channel.
     Release(Box<ReleaseArgs>),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// SQLite and a bundle folder on this machine.
+    Embedded,
+    /// DynamoDB and S3, through the standard AWS configuration (AWS_PROFILE, AWS_REGION,
+    /// AWS_ENDPOINT_URL for emulators, …).
+    Aws,
+}
+
 #[derive(Debug, Args)]
-pub struct DataArgs {
+pub struct BackendArgs {
+    /// Where releases and bundles live.
+    #[arg(long, value_enum, env = "UPDRAFT_BACKEND", default_value = "embedded")]
+    pub backend: BackendKind,
     /// Folder of the embedded store (database, bundles, URL-signing secret).
     #[arg(long, env = "UPDRAFT_DATA", default_value = "./updraft-data")]
     pub data: PathBuf,
+    /// DynamoDB table of releases (aws backend).
+    #[arg(long, env = "UPDRAFT_TABLE")]
+    pub table: Option<String>,
+    /// S3 bucket of bundles (aws backend).
+    #[arg(long, env = "UPDRAFT_BUCKET")]
+    pub bucket: Option<String>,
+}
+
+impl BackendArgs {
+    fn backend(&self) -> anyhow::Result<Backend> {
+        Ok(match self.backend {
+            BackendKind::Embedded => Backend::Embedded {
+                data: self.data.clone(),
+            },
+            BackendKind::Aws => Backend::Aws {
+                table: self
+                    .table
+                    .clone()
+                    .context("--backend aws needs --table (or UPDRAFT_TABLE)")?,
+                bucket: self
+                    .bucket
+                    .clone()
+                    .context("--backend aws needs --bucket (or UPDRAFT_BUCKET)")?,
+            },
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self.backend {
+            BackendKind::Embedded => format!("embedded store in {}", self.data.display()),
+            BackendKind::Aws => format!(
+                "DynamoDB table {}, S3 bucket {}",
+                self.table.as_deref().unwrap_or("?"),
+                self.bucket.as_deref().unwrap_or("?")
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -46,7 +94,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
     #[command(flatten)]
-    pub data: DataArgs,
+    pub store: BackendArgs,
     /// Origin devices use to reach this server (e.g. http://10.0.2.2:8080); by default, taken
     /// from each request's Host header.
     #[arg(long, env = "UPDRAFT_PUBLIC_URL")]
@@ -81,7 +129,7 @@ pub enum DisableArg {
 #[command(group(clap::ArgGroup::new("source").args(["dir", "zip", "url"])))]
 pub struct ReleaseArgs {
     #[command(flatten)]
-    pub data: DataArgs,
+    pub store: BackendArgs,
     /// App id, as in capacitor.config (e.g. com.example.app).
     #[arg(long)]
     pub app: String,
@@ -220,10 +268,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn release(args: Box<ReleaseArgs>) -> anyhow::Result<()> {
-    let store = EmbeddedStore::open(&args.data.data)?;
-    let bundles = LocalBundles::open(&args.data.data, Duration::from_secs(3600))?;
+    let (store, bundles) = args.store.backend()?.writers(args.json).await?;
     let json = args.json;
-    match publish(&store, &bundles, args.spec()).await {
+    match publish(store.as_ref(), bundles.as_ref(), args.spec()).await {
         Ok(p) if json => {
             println!("{}", serde_json::to_string_pretty(&p)?);
             Ok(())
@@ -261,13 +308,12 @@ async fn release(args: Box<ReleaseArgs>) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let data = &args.data.data;
-    let state = Arc::new(AppState::embedded(
-        data,
-        Duration::from_secs(args.cache_ttl),
-        Duration::from_secs(args.url_ttl),
-        args.public_url.clone(),
-    )?);
+    let settings = ServeSettings {
+        cache_ttl: Duration::from_secs(args.cache_ttl),
+        url_ttl: Duration::from_secs(args.url_ttl),
+        public_url: args.public_url.clone(),
+    };
+    let state = Arc::new(args.store.backend()?.app_state(settings).await?);
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -277,14 +323,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None if local.ip().is_unspecified() => format!("http://localhost:{}", local.port()),
         None => format!("http://{local}"),
     };
-    print_config(&origin, data, local);
+    print_config(&origin, &args.store.describe(), local);
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
 }
 
-fn print_config(origin: &str, data: &std::path::Path, local: SocketAddr) {
+fn print_config(origin: &str, backend: &str, local: SocketAddr) {
     let snippet = serde_json::json!({
         "plugins": { "CapacitorUpdater": {
             "updateUrl": format!("{origin}/updates"),
@@ -292,10 +338,7 @@ fn print_config(origin: &str, data: &std::path::Path, local: SocketAddr) {
             "channelUrl": format!("{origin}/channel_self"),
         }}
     });
-    println!(
-        "Updraft is serving on {local} (embedded store in {})",
-        data.display()
-    );
+    println!("Updraft is serving on {local} ({backend})");
     println!("updateUrl: {origin}/updates");
     println!(
         "Put this in capacitor.config.json (an Android emulator reaches this machine as 10.0.2.2):"

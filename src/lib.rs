@@ -2,10 +2,13 @@
 //! `@capgo/capacitor-updater`. See README.md and design.md for the contracts.
 
 pub mod api;
+pub mod aws;
+pub mod backend;
 pub mod bundle_zip;
 pub mod bundles;
 pub mod cli;
 pub mod decide;
+pub mod lambda;
 pub mod protocol;
 pub mod publish;
 pub mod release;

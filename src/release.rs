@@ -17,6 +17,11 @@ pub enum AttrValue {
     S(String),
     /// A DynamoDB number, kept as its decimal text.
     N(serde_json::Number),
+    /// A DynamoDB type no item attribute uses (`L`, `M`, `SS`, `NULL`, …), by its type code.
+    /// Kept rather than dropped, so reading such an attribute fails with `WrongType` naming it
+    /// instead of silently taking the default. Never stored in the embedded store.
+    #[serde(skip)]
+    Unsupported(String),
 }
 
 /// An item's attributes, without its keys (`app_id`, `sk`).

@@ -2,6 +2,7 @@
 //! a signer that hands out expiring download URLs.
 
 pub mod local;
+pub mod s3;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};

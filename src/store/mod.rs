@@ -2,6 +2,7 @@
 //! implementation here and a DynamoDB one for AWS; the cache in front of reads is shared.
 
 pub mod cache;
+pub mod dynamo;
 pub mod embedded;
 
 use async_trait::async_trait;

@@ -1,0 +1,111 @@
+//! Which stores a process uses: the embedded ones in a data folder, or DynamoDB + S3. Built
+//! once per process (SDK clients included), shared by every request.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::api::AppState;
+use crate::aws::{AwsTimeouts, dynamo_client, s3_client, sdk_config};
+use crate::bundles::BundleStore;
+use crate::bundles::local::LocalBundles;
+use crate::bundles::s3::S3Bundles;
+use crate::store::ItemWriter;
+use crate::store::cache::CachedReleases;
+use crate::store::dynamo::DynamoStore;
+use crate::store::embedded::EmbeddedStore;
+
+/// Where items and bundles live.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// SQLite and a bundle folder under `data`.
+    Embedded { data: PathBuf },
+    /// A DynamoDB table and an S3 bucket, through the standard AWS configuration chain.
+    Aws { table: String, bucket: String },
+}
+
+/// What the server needs besides the backend.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub cache_ttl: Duration,
+    pub url_ttl: Duration,
+    pub public_url: Option<String>,
+}
+
+impl Backend {
+    /// The shared state of the HTTP API on this backend.
+    pub async fn app_state(&self, settings: ServeSettings) -> anyhow::Result<AppState> {
+        match self {
+            Backend::Embedded { data } => AppState::embedded(
+                data,
+                settings.cache_ttl,
+                settings.url_ttl,
+                settings.public_url,
+            ),
+            Backend::Aws { table, bucket } => {
+                let conf = sdk_config(AwsTimeouts::SERVING).await;
+                let store = DynamoStore::new(dynamo_client(&conf), table.clone());
+                let signer = S3Bundles::new(s3_client(&conf), bucket.clone(), settings.url_ttl);
+                Ok(AppState {
+                    releases: CachedReleases::new(Arc::new(store), settings.cache_ttl),
+                    signer: Arc::new(signer),
+                    local_bundles: None,
+                    public_url: settings.public_url,
+                })
+            }
+        }
+    }
+
+    /// The writers `updraft release` uses on this backend.
+    pub async fn writers(
+        &self,
+        quiet: bool,
+    ) -> anyhow::Result<(Box<dyn ItemWriter>, Box<dyn BundleStore>)> {
+        match self {
+            Backend::Embedded { data } => {
+                let store = EmbeddedStore::open(data)?;
+                // The URL lifetime is the server's business; release only stores files.
+                let bundles = LocalBundles::open(data, Duration::from_secs(3600))?;
+                Ok((Box::new(store), Box::new(bundles)))
+            }
+            Backend::Aws { table, bucket } => {
+                let conf = sdk_config(AwsTimeouts::OPERATOR).await;
+                let store = DynamoStore::new(dynamo_client(&conf), table.clone());
+                let bundles =
+                    S3Bundles::new(s3_client(&conf), bucket.clone(), Duration::from_secs(3600))
+                        .quiet(quiet);
+                Ok((Box::new(store), Box::new(bundles)))
+            }
+        }
+    }
+
+    /// The AWS backend from `UPDRAFT_TABLE` and `UPDRAFT_BUCKET`.
+    pub fn aws_from_env() -> anyhow::Result<Self> {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .with_context(|| format!("{name} is not set"))
+        };
+        Ok(Backend::Aws {
+            table: var("UPDRAFT_TABLE")?,
+            bucket: var("UPDRAFT_BUCKET")?,
+        })
+    }
+}
+
+/// Parses a whole number of seconds from an environment variable, or the default.
+pub fn seconds_from_env(name: &str, default: u64) -> anyhow::Result<Duration> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => {
+            let secs: u64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("{name}={v:?} is not a number of seconds"))?;
+            Ok(Duration::from_secs(secs))
+        }
+        _ => Ok(Duration::from_secs(default)),
+    }
+}

@@ -1,0 +1,35 @@
+//! The Lambda entrypoint: the same router as `updraft serve`, behind API Gateway (HTTP API,
+//! payload v2) or a Function URL, on DynamoDB and S3.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::api::router;
+use crate::backend::{Backend, ServeSettings, seconds_from_env};
+
+/// Default `UPDRAFT_CACHE_TTL` on Lambda: a warm instance re-reads an app's releases at most
+/// every 10 s, so a new release reaches every device within that, at one read per instance.
+pub const LAMBDA_CACHE_TTL: u64 = 10;
+
+/// Builds the clients once, warms the DynamoDB connection, then serves events until the
+/// runtime stops the process.
+pub async fn run() -> Result<(), lambda_http::Error> {
+    let started = Instant::now();
+    let backend = Backend::aws_from_env()?;
+    let settings = ServeSettings {
+        cache_ttl: seconds_from_env("UPDRAFT_CACHE_TTL", LAMBDA_CACHE_TTL)?,
+        url_ttl: seconds_from_env("UPDRAFT_URL_TTL", 3600)?,
+        public_url: None,
+    };
+    let state = Arc::new(backend.app_state(settings).await?);
+    // A cold TLS handshake costs far more than the check itself on a small function: pay it
+    // during init (which is not billed at the same rate and runs at full CPU), not on the
+    // first device. The read goes to an app id no app can have; failures are only logged.
+    let warm = state.releases.get("updraft.warmup").await;
+    tracing::info!(
+        init_ms = started.elapsed().as_millis() as u64,
+        warmed = warm.is_ok(),
+        "lambda initialised"
+    );
+    lambda_http::run(router(state)).await
+}

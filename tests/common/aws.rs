@@ -1,0 +1,229 @@
+//! Shared setup for the tests that talk to AWS-wire emulators (moto, s3s-fs) on 127.0.0.1.
+//! Clients get their endpoint and test credentials explicitly, never through process-wide
+//! environment variables, because tests run in parallel threads.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use aws_config::{Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+use updraft::aws::AwsTimeouts;
+
+/// The emulator's URL from `var`; a missing emulator fails the test rather than skipping it.
+pub fn emulator(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => {
+            assert!(
+                url.starts_with("http://127.0.0.1:"),
+                "{var}={url}: tests only talk to emulators on 127.0.0.1"
+            );
+            url
+        }
+        _ => panic!(
+            "{var} is not set. These tests need AWS emulators on 127.0.0.1: \
+             run them with scripts/test.sh, which installs and starts moto and s3s-fs"
+        ),
+    }
+}
+
+/// An SDK config that reaches `endpoint` with the emulators' test credentials.
+pub async fn config_for(endpoint: &str, timeouts: AwsTimeouts) -> SdkConfig {
+    updraft::aws::loader(timeouts)
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "updraft-tests",
+        ))
+        .load()
+        .await
+}
+
+/// A name no other test (or earlier run against the same emulator) uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local addr").port();
+    drop(listener);
+    port
+}
+
+/// A server that accepts connections and never answers, like an overloaded endpoint.
+pub async fn hanging_endpoint() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Asserts `elapsed` is under `bound`, printing the measurement for the test log.
+pub fn assert_fast(what: &str, elapsed: Duration, bound: Duration) {
+    eprintln!("{what}: failed after {elapsed:?} (bound {bound:?})");
+    assert!(
+        elapsed < bound,
+        "{what} took {elapsed:?}, over the bound {bound:?}"
+    );
+}
+
+/// A server that answers every request as DynamoDB does when throttling (HTTP 400,
+/// `ThrottlingException`), counting the requests: emulators cannot be made to throttle.
+pub async fn throttling_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local addr").port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // Read one request: headers, then Content-Length bytes of body.
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let body_len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + body_len {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..head_end + body_len);
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
+                    let answer = format!(
+                        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.0\r\nx-amzn-RequestId: throttled\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if socket.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://127.0.0.1:{port}"), count)
+}
+
+/// Reads one HTTP/1.1 request head (up to the blank line) from `socket` into `buf`; `None` at EOF.
+async fn read_head(socket: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(i + 4);
+        }
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// A proxy to an S3 emulator at `upstream` that fails every UploadPart with HTTP 500 and
+/// forwards everything else, one request per connection: a part that cannot be stored, in
+/// the middle of a real multipart upload. Returns its URL and how many parts it refused.
+pub async fn part_failing_proxy(
+    upstream: &str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let upstream = upstream
+        .strip_prefix("http://")
+        .expect("an http:// upstream")
+        .to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local addr").port();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counter = refused.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let (upstream, counter) = (upstream.clone(), counter.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let Some(head_end) = read_head(&mut client, &mut buf).await else {
+                    return;
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                let request_line = head.lines().next().unwrap_or("").to_owned();
+                if request_line.starts_with("PUT ") && request_line.contains("partNumber=") {
+                    let body_len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (name, value) = l.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    let mut chunk = [0u8; 65536];
+                    while buf.len() < head_end + body_len {
+                        match client.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code><Message>injected part failure</Message></Error>";
+                    let answer = format!(
+                        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = client.write_all(answer.as_bytes()).await;
+                    return;
+                }
+                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                // Ask the emulator to close after answering, so the next request comes on a
+                // new connection and is inspected too.
+                let first_line_end = head.find("\r\n").map(|i| i + 2).unwrap_or(0);
+                let mut forwarded = buf[..first_line_end].to_vec();
+                forwarded.extend_from_slice(b"Connection: close\r\n");
+                forwarded.extend_from_slice(&buf[first_line_end..]);
+                if server.write_all(&forwarded).await.is_err() {
+                    return;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    (format!("http://127.0.0.1:{port}"), refused)
+}
