@@ -31,5 +31,47 @@ pub async fn run() -> Result<(), lambda_http::Error> {
         warmed = warm.is_ok(),
         "lambda initialised"
     );
-    lambda_http::run(router(state)).await
+    let app = tower::ServiceBuilder::new()
+        .map_request(strip_stage)
+        .service(router(state));
+    lambda_http::run(app).await
+}
+
+/// API Gateway puts a named stage in the path (`/prod/updates`) and lambda_http keeps it
+/// there, while the router serves `/updates`: take it out, so any stage name works, not only
+/// `$default`. (`AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` only stops lambda_http from adding it.)
+fn strip_stage(mut req: lambda_http::Request) -> lambda_http::Request {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    let stage = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),
+        _ => None,
+    };
+    let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") else {
+        return req;
+    };
+    let path = req.uri().path();
+    let Some(rest) = path
+        .strip_prefix('/')
+        .and_then(|p| p.strip_prefix(stage.as_str()))
+    else {
+        return req;
+    };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return req;
+    }
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_owned(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }

@@ -9,58 +9,42 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use aws_common::{closed_port, config_for, emulator, hanging_endpoint, unique};
+use aws_common::{binary_env, closed_port, emulator, hanging_endpoint, pairs};
 use support::*;
-use updraft::aws::{AwsTimeouts, dynamo_client, s3_client};
-
-/// A fresh table on moto and bucket on s3s-fs, and the environment that points the binary at
-/// them (per-service endpoints, test credentials, no IMDS).
-async fn aws_env() -> Vec<(String, String)> {
-    let moto = emulator("UPDRAFT_TEST_MOTO");
-    let s3s = emulator("UPDRAFT_TEST_S3S");
-    let table = unique("releases");
-    let bucket = unique("bundles");
-    let ddb = dynamo_client(&config_for(&moto, AwsTimeouts::OPERATOR).await);
-    updraft::store::dynamo::create_table(&ddb, &table).await.unwrap();
-    let s3 = s3_client(&config_for(&s3s, AwsTimeouts::OPERATOR).await);
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    [
-        ("AWS_ENDPOINT_URL_DYNAMODB", moto.as_str()),
-        ("AWS_ENDPOINT_URL_S3", s3s.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("UPDRAFT_TABLE", table.as_str()),
-        ("UPDRAFT_BUCKET", bucket.as_str()),
-        ("UPDRAFT_BACKEND", "aws"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
-    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn release_then_serve_on_aws_emulators() {
-    let env = aws_env().await;
+    let env = binary_env().await;
     let tmp = tempfile::tempdir().unwrap();
     let web = tmp.path().join("www");
     write_web_dir(&web, "aws 1.0.1");
 
     let out = updraft()
-        .args(["release", "--app", APP_ID, "--version", "1.0.1", "--dir", web.to_str().unwrap(), "--json"])
+        .args([
+            "release",
+            "--app",
+            APP_ID,
+            "--version",
+            "1.0.1",
+            "--dir",
+            web.to_str().unwrap(),
+            "--json",
+        ])
         .envs(pairs(&env))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let released: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let key = released["bundle"].as_str().unwrap().to_owned();
 
@@ -68,15 +52,26 @@ async fn release_then_serve_on_aws_emulators() {
     let mut env_serve = pairs(&env);
     env_serve.push(("UPDRAFT_CACHE_TTL", "0"));
     let mut server = Server::start(&[], &env_serve);
-    let res = client().post(server.url("/updates")).json(&plugin_body(APP_ID, "1.0.0", "builtin")).send().await.unwrap();
-    eprintln!("exec to first answer (aws backend on emulators): {:?}", started.elapsed());
+    let res = client()
+        .post(server.url("/updates"))
+        .json(&plugin_body(APP_ID, "1.0.0", "builtin"))
+        .send()
+        .await
+        .unwrap();
+    eprintln!(
+        "exec to first answer (aws backend on emulators): {:?}",
+        started.elapsed()
+    );
     assert_eq!(res.status(), 200);
     let answer: serde_json::Value = res.json().await.unwrap();
     assert_eq!(answer["version"], "1.0.1", "{answer}");
     assert_eq!(answer["checksum"], released["checksum"]);
     let url = answer["url"].as_str().unwrap();
     let s3s = emulator("UPDRAFT_TEST_S3S");
-    assert!(url.starts_with(&s3s) && url.contains(&key), "a path-style presigned URL on the emulator: {url}");
+    assert!(
+        url.starts_with(&s3s) && url.contains(&key),
+        "a path-style presigned URL on the emulator: {url}"
+    );
     assert!(url.contains("X-Amz-Expires=3600"), "{url}");
 
     // The presigned URL really downloads, and it is what the plugin verifies.
@@ -94,7 +89,15 @@ async fn release_then_serve_on_aws_emulators() {
     // Re-releasing 1.0.1 with other bytes is refused by the conditional write.
     write_web_dir(&web, "aws other bytes");
     let out = updraft()
-        .args(["release", "--app", APP_ID, "--version", "1.0.1", "--dir", web.to_str().unwrap()])
+        .args([
+            "release",
+            "--app",
+            APP_ID,
+            "--version",
+            "1.0.1",
+            "--dir",
+            web.to_str().unwrap(),
+        ])
         .envs(pairs(&env))
         .output()
         .unwrap();
@@ -109,7 +112,10 @@ async fn release_then_serve_on_aws_emulators() {
         .json()
         .await
         .unwrap();
-    assert_eq!(again["checksum"], answer["checksum"], "the refused release changed nothing");
+    assert_eq!(
+        again["checksum"], answer["checksum"],
+        "the refused release changed nothing"
+    );
     assert!(server.alive());
 }
 
@@ -119,7 +125,10 @@ async fn release_then_serve_on_aws_emulators() {
 async fn unreachable_dynamodb_gives_a_failed_answer_in_bounded_time() {
     let hanging = hanging_endpoint().await;
     let closed = format!("http://127.0.0.1:{}", closed_port());
-    for (what, endpoint, bound) in [("closed", closed, Duration::from_secs(3)), ("hanging", hanging, Duration::from_secs(6))] {
+    for (what, endpoint, bound) in [
+        ("closed", closed, Duration::from_secs(3)),
+        ("hanging", hanging, Duration::from_secs(6)),
+    ] {
         let env: Vec<(&str, &str)> = vec![
             ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
             ("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9"),
@@ -132,14 +141,25 @@ async fn unreachable_dynamodb_gives_a_failed_answer_in_bounded_time() {
         let mut server = Server::start(&["--backend", "aws", "--cache-ttl", "0"], &env);
         for _ in 0..2 {
             let started = Instant::now();
-            let res = client().post(server.url("/updates")).json(&plugin_body(APP_ID, "1.0.0", "builtin")).send().await.unwrap();
+            let res = client()
+                .post(server.url("/updates"))
+                .json(&plugin_body(APP_ID, "1.0.0", "builtin"))
+                .send()
+                .await
+                .unwrap();
             let elapsed = started.elapsed();
-            eprintln!("{what} DynamoDB: answered {} after {elapsed:?}", res.status());
+            eprintln!(
+                "{what} DynamoDB: answered {} after {elapsed:?}",
+                res.status()
+            );
             assert_eq!(res.status(), 503);
             let body: serde_json::Value = res.json().await.unwrap();
             assert_eq!(body["error"], "service_unavailable");
             assert_eq!(body["kind"], "failed");
-            assert!(!body["message"].as_str().unwrap().contains("127.0.0.1"), "no internals: {body}");
+            assert!(
+                !body["message"].as_str().unwrap().contains("127.0.0.1"),
+                "no internals: {body}"
+            );
             assert!(elapsed < bound, "{what}: {elapsed:?} over {bound:?}");
         }
         let health = client().get(server.url("/health")).send().await.unwrap();

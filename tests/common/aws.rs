@@ -227,3 +227,42 @@ pub async fn part_failing_proxy(
     });
     (format!("http://127.0.0.1:{port}"), refused)
 }
+
+/// A fresh table on moto (`UPDRAFT_TEST_MOTO`) and bucket on s3s-fs (`UPDRAFT_TEST_S3S`), and
+/// the environment that points the `updraft` binary at them: per-service endpoints, test
+/// credentials, no IMDS, `UPDRAFT_BACKEND=aws`.
+pub async fn binary_env() -> Vec<(String, String)> {
+    let moto = emulator("UPDRAFT_TEST_MOTO");
+    let s3s = emulator("UPDRAFT_TEST_S3S");
+    let table = unique("releases");
+    let bucket = unique("bundles");
+    let ddb = updraft::aws::dynamo_client(&config_for(&moto, AwsTimeouts::OPERATOR).await);
+    updraft::store::dynamo::create_table(&ddb, &table)
+        .await
+        .expect("create table");
+    let s3 = updraft::aws::s3_client(&config_for(&s3s, AwsTimeouts::OPERATOR).await);
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create bucket");
+    [
+        ("AWS_ENDPOINT_URL_DYNAMODB", moto.as_str()),
+        ("AWS_ENDPOINT_URL_S3", s3s.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("UPDRAFT_TABLE", table.as_str()),
+        ("UPDRAFT_BUCKET", bucket.as_str()),
+        ("UPDRAFT_BACKEND", "aws"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// `(&str, &str)` pairs for `Command::envs`.
+pub fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
