@@ -325,7 +325,7 @@ pub fn is_valid_app_id(app_id: &str) -> bool {
 }
 
 /// Checks a device id is a hyphenated UUID and lowercases it, borrowing when already lowercase.
-fn lowercase_uuid(id: Cow<'_, str>) -> Option<Cow<'_, str>> {
+pub fn lowercase_uuid(id: Cow<'_, str>) -> Option<Cow<'_, str>> {
     let b = id.as_bytes();
     if b.len() != 36 {
         return None;

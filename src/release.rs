@@ -122,6 +122,12 @@ pub struct Release {
     pub pause_reason: Option<String>,
     pub link: Option<String>,
     pub comment: Option<String>,
+    /// When `updraft resume` last lifted a pause (unix seconds).
+    pub resumed_at: Option<u64>,
+    /// Counts recorded at that resume: only later events count towards the next auto-pause.
+    pub baseline: crate::health::Health,
+    /// The item as stored, for settings read outside the hot path (auto-pause policy).
+    pub item: Item,
 }
 
 /// A release item that cannot be served as written. The message names the attribute, so an
@@ -157,6 +163,21 @@ fn get_bool(item: &Item, name: &'static str, default: bool) -> Result<bool, Item
         Some(_) => Err(ItemError::WrongType {
             name: name.into(),
             expected: "a boolean (BOOL)",
+        }),
+    }
+}
+
+fn get_u64(item: &Item, name: &'static str) -> Result<Option<u64>, ItemError> {
+    match item.get(name) {
+        None => Ok(None),
+        Some(AttrValue::N(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            .map(Some)
+            .ok_or_else(|| invalid(name, "must be a non-negative number")),
+        Some(_) => Err(ItemError::WrongType {
+            name: name.into(),
+            expected: "a number (N)",
         }),
     }
 }
@@ -294,6 +315,12 @@ impl Release {
             pause_reason: get_s(item, "pause_reason")?.map(str::to_owned),
             link: get_s(item, "link")?.map(str::to_owned),
             comment: get_s(item, "comment")?.map(str::to_owned),
+            resumed_at: get_u64(item, "resumed_at")?,
+            baseline: crate::health::Health {
+                installs: get_u64(item, "pause_baseline_installs")?.unwrap_or(0),
+                failures: get_u64(item, "pause_baseline_failures")?.unwrap_or(0),
+            },
+            item: item.clone(),
         })
     }
 }
@@ -317,6 +344,18 @@ impl ChannelReleases {
         }
     }
 
+    /// Every item of the channel with its target.
+    pub fn targets(&self) -> impl Iterator<Item = (Target, &Result<Release, ItemError>)> {
+        [
+            (Target::Platform(Platform::Android), &self.android),
+            (Target::Platform(Platform::Ios), &self.ios),
+            (Target::Platform(Platform::Electron), &self.electron),
+            (Target::All, &self.all),
+        ]
+        .into_iter()
+        .filter_map(|(t, slot)| Some((t, slot.as_ref()?)))
+    }
+
     /// The item serving `platform`: its own, else `all`.
     pub fn for_platform(&self, platform: Platform) -> Option<&Result<Release, ItemError>> {
         let own = match platform {
@@ -332,6 +371,8 @@ impl ChannelReleases {
 #[derive(Debug, Clone, Default)]
 pub struct AppSnapshot {
     pub default_channel: String,
+    /// The `app` item as stored (app-wide settings such as auto-pause defaults).
+    pub app_item: Item,
     pub channels: HashMap<String, ChannelReleases>,
     /// Items that could not be read at all (an unknown platform in `sk`, a bad `app` item):
     /// logged by the store, never shown to devices.
@@ -347,6 +388,7 @@ impl AppSnapshot {
         };
         for (sk, item) in items {
             if sk == APP_SK {
+                snap.app_item = item.clone();
                 match get_s(item, "default_channel") {
                     Ok(Some(c)) if !c.is_empty() => snap.default_channel = c.to_owned(),
                     Ok(_) => {}

@@ -7,7 +7,10 @@ pub mod embedded;
 
 use async_trait::async_trait;
 
+use crate::device::{ChannelSource, DeviceState};
+use crate::health::Health;
 use crate::release::{AppSnapshot, Item};
+use crate::stats::{ActionCounts, CounterKey, StatsBatch};
 
 /// A store failure. The detail is for logs; devices only learn that the service is unavailable.
 #[derive(Debug, thiserror::Error)]
@@ -38,4 +41,77 @@ pub trait ItemWriter: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Writes (or replaces) an item.
     async fn put_item(&self, app_id: &str, sk: &str, item: &Item) -> Result<(), StoreError>;
+}
+
+/// Per-device state: channel overrides and failed versions (the devices table).
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    /// One device's item; `None` for a device never written.
+    async fn get_device(
+        &self,
+        app_id: &str,
+        device_id: &str,
+    ) -> Result<Option<DeviceState>, StoreError>;
+    /// Sets the device's channel override.
+    async fn set_channel(
+        &self,
+        app_id: &str,
+        device_id: &str,
+        channel: &str,
+        source: ChannelSource,
+    ) -> Result<(), StoreError>;
+    /// Removes the override; with `only`, only an override set by that source (an old plugin's
+    /// unsetChannel must not undo an operator's assignment).
+    async fn unset_channel(
+        &self,
+        app_id: &str,
+        device_id: &str,
+        only: Option<ChannelSource>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Where device events land: per-release action counters (sharded on DynamoDB) and the
+/// devices' failed versions.
+#[async_trait]
+pub trait StatsSink: Send + Sync {
+    /// Writes a whole batch or nothing, so the plugin can resend a batch that got a 503
+    /// without double counting; a batch already applied (same `id`) is not applied again.
+    async fn record(&self, batch: &StatsBatch) -> Result<(), StoreError>;
+    /// The action counts of one release.
+    async fn counts(&self, key: &CounterKey) -> Result<ActionCounts, StoreError>;
+    /// The action counts of every release of an app.
+    async fn app_counts(&self, app_id: &str)
+    -> Result<Vec<(CounterKey, ActionCounts)>, StoreError>;
+}
+
+/// Pausing and resuming release items, with conditions so that a pause never lands on a
+/// release that changed meanwhile.
+#[async_trait]
+pub trait ReleaseControl: Send + Sync {
+    /// Pauses the release item `sk` if it still serves `version`, is not paused, and was not
+    /// resumed less than `cooldown_secs` ago. `true` when it paused it.
+    async fn pause_release(
+        &self,
+        app_id: &str,
+        sk: &str,
+        pause: &PauseRequest,
+    ) -> Result<bool, StoreError>;
+    /// Lifts a pause, recording the counts at this moment so that only later events count
+    /// towards the next automatic pause. `false` when there is no such release item.
+    async fn resume_release(
+        &self,
+        app_id: &str,
+        sk: &str,
+        now: u64,
+        baseline: Health,
+    ) -> Result<bool, StoreError>;
+}
+
+/// A conditional pause.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PauseRequest {
+    pub version: String,
+    pub reason: String,
+    pub now: u64,
+    pub cooldown_secs: u64,
 }
