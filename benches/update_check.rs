@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("parse + decide only", |b| {
         b.iter(|| {
             let req = parse_update_request(std::hint::black_box(BODY.as_bytes())).unwrap();
-            decide_update(&req, snapshot.as_deref()).label()
+            decide_update(&req, snapshot.as_deref(), None).label()
         })
     });
 }

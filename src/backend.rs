@@ -12,18 +12,25 @@ use crate::aws::{AwsTimeouts, dynamo_client, s3_client, sdk_config};
 use crate::bundles::BundleStore;
 use crate::bundles::local::LocalBundles;
 use crate::bundles::s3::S3Bundles;
-use crate::store::ItemWriter;
+use crate::device::DEFAULT_DEVICE_TTL_SECS;
 use crate::store::cache::CachedReleases;
 use crate::store::dynamo::DynamoStore;
+use crate::store::dynamo_devices::DynamoDevices;
+use crate::store::dynamo_stats::DynamoStats;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::{DeviceStore, ItemWriter, ReleaseControl, ReleaseStore, StatsSink};
 
 /// Where items and bundles live.
 #[derive(Debug, Clone)]
 pub enum Backend {
     /// SQLite and a bundle folder under `data`.
     Embedded { data: PathBuf },
-    /// A DynamoDB table and an S3 bucket, through the standard AWS configuration chain.
-    Aws { table: String, bucket: String },
+    /// DynamoDB tables and an S3 bucket, through the standard AWS configuration chain.
+    Aws {
+        table: String,
+        devices_table: String,
+        bucket: String,
+    },
 }
 
 /// What the server needs besides the backend.
@@ -44,15 +51,76 @@ impl Backend {
                 settings.url_ttl,
                 settings.public_url,
             ),
-            Backend::Aws { table, bucket } => {
+            Backend::Aws {
+                table,
+                devices_table,
+                bucket,
+            } => {
+                require_bucket(bucket)?;
                 let conf = sdk_config(AwsTimeouts::SERVING).await;
-                let store = DynamoStore::new(dynamo_client(&conf), table.clone());
+                let client = dynamo_client(&conf);
+                let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
+                let ttl = device_ttl()?;
                 let signer = S3Bundles::new(s3_client(&conf), bucket.clone(), settings.url_ttl);
                 Ok(AppState {
-                    releases: CachedReleases::new(Arc::new(store), settings.cache_ttl),
+                    releases: CachedReleases::new(store.clone(), settings.cache_ttl),
+                    devices: Arc::new(DynamoDevices::new(
+                        client.clone(),
+                        devices_table.clone(),
+                        ttl,
+                    )),
+                    stats: Arc::new(DynamoStats::new(
+                        client,
+                        table.clone(),
+                        devices_table.clone(),
+                        ttl,
+                    )),
+                    control: store,
                     signer: Arc::new(signer),
                     local_bundles: None,
                     public_url: settings.public_url,
+                })
+            }
+        }
+    }
+
+    /// The stores operator commands use (`updraft stats`, `resume`, `device …`).
+    pub async fn operator_stores(&self) -> anyhow::Result<OperatorStores> {
+        match self {
+            Backend::Embedded { data } => {
+                let store = Arc::new(EmbeddedStore::open(data)?);
+                Ok(OperatorStores {
+                    releases: store.clone(),
+                    items: store.clone(),
+                    devices: store.clone(),
+                    stats: store.clone(),
+                    control: store,
+                })
+            }
+            Backend::Aws {
+                table,
+                devices_table,
+                ..
+            } => {
+                let conf = sdk_config(AwsTimeouts::OPERATOR).await;
+                let client = dynamo_client(&conf);
+                let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
+                let ttl = device_ttl()?;
+                Ok(OperatorStores {
+                    releases: store.clone(),
+                    items: store.clone(),
+                    devices: Arc::new(DynamoDevices::new(
+                        client.clone(),
+                        devices_table.clone(),
+                        ttl,
+                    )),
+                    stats: Arc::new(DynamoStats::new(
+                        client,
+                        table.clone(),
+                        devices_table.clone(),
+                        ttl,
+                    )),
+                    control: store,
                 })
             }
         }
@@ -70,7 +138,8 @@ impl Backend {
                 let bundles = LocalBundles::open(data, Duration::from_secs(3600))?;
                 Ok((Box::new(store), Box::new(bundles)))
             }
-            Backend::Aws { table, bucket } => {
+            Backend::Aws { table, bucket, .. } => {
+                require_bucket(bucket)?;
                 let conf = sdk_config(AwsTimeouts::OPERATOR).await;
                 let store = DynamoStore::new(dynamo_client(&conf), table.clone());
                 let bundles =
@@ -81,7 +150,7 @@ impl Backend {
         }
     }
 
-    /// The AWS backend from `UPDRAFT_TABLE` and `UPDRAFT_BUCKET`.
+    /// The AWS backend from `UPDRAFT_TABLE`, `UPDRAFT_DEVICES_TABLE` and `UPDRAFT_BUCKET`.
     pub fn aws_from_env() -> anyhow::Result<Self> {
         let var = |name: &str| {
             std::env::var(name)
@@ -91,9 +160,32 @@ impl Backend {
         };
         Ok(Backend::Aws {
             table: var("UPDRAFT_TABLE")?,
+            devices_table: var("UPDRAFT_DEVICES_TABLE")?,
             bucket: var("UPDRAFT_BUCKET")?,
         })
     }
+}
+
+fn require_bucket(bucket: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !bucket.is_empty(),
+        "--backend aws needs --bucket (or UPDRAFT_BUCKET)"
+    );
+    Ok(())
+}
+
+/// What operator commands read and write.
+pub struct OperatorStores {
+    pub releases: Arc<dyn ReleaseStore>,
+    pub items: Arc<dyn ItemWriter>,
+    pub devices: Arc<dyn DeviceStore>,
+    pub stats: Arc<dyn StatsSink>,
+    pub control: Arc<dyn ReleaseControl>,
+}
+
+/// `UPDRAFT_DEVICE_TTL`: seconds a device item lives after its last write.
+fn device_ttl() -> anyhow::Result<u64> {
+    Ok(seconds_from_env("UPDRAFT_DEVICE_TTL", DEFAULT_DEVICE_TTL_SECS)?.as_secs())
 }
 
 /// Parses a whole number of seconds from an environment variable, or the default.

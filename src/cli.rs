@@ -1,4 +1,4 @@
-//! The `updraft` command line: `serve` and `release`.
+//! The `updraft` command line: `serve`, `release` and the operator commands.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +30,85 @@ pub enum Command {
     Serve(ServeArgs),
     /// Release a bundle (or `builtin`) to a channel.
     Release(Box<ReleaseArgs>),
+    /// Installs, failures and pause state of every release of an app.
+    Stats(StatsArgs),
+    /// Stop offering a release (devices get `release_paused`).
+    Pause(PauseArgs),
+    /// Lift a pause (manual or automatic); only later failures count towards the next one.
+    Resume(ReleaseRef),
+    /// Per-device channel overrides and state.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub store: BackendArgs,
+    #[arg(long)]
+    pub app: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One release item: app, channel and platform.
+#[derive(Debug, Args)]
+pub struct ReleaseRef {
+    #[command(flatten)]
+    pub store: BackendArgs,
+    #[arg(long)]
+    pub app: String,
+    #[arg(long, default_value = "production")]
+    pub channel: String,
+    #[arg(long, value_enum, default_value = "all")]
+    pub platform: PlatformArg,
+}
+
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    #[command(flatten)]
+    pub release: ReleaseRef,
+    /// Shown to devices in the `release_paused` message.
+    #[arg(long, default_value = "paused by an operator")]
+    pub reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Put a device on a channel whatever it asks for (e.g. QA devices on beta).
+    SetChannel(DeviceChannelArgs),
+    /// Remove a device's channel override.
+    UnsetChannel(DeviceArgs),
+    /// Show what the server knows about a device.
+    Show(DeviceShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    #[command(flatten)]
+    pub store: BackendArgs,
+    #[arg(long)]
+    pub app: String,
+    /// The device id (the plugin's `device_id`, a UUID; `getDeviceId()` in the app).
+    #[arg(long)]
+    pub device: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeviceChannelArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[arg(long)]
+    pub channel: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeviceShowArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,6 +131,9 @@ pub struct BackendArgs {
     /// DynamoDB table of releases (aws backend).
     #[arg(long, env = "UPDRAFT_TABLE")]
     pub table: Option<String>,
+    /// DynamoDB table of devices (aws backend).
+    #[arg(long, env = "UPDRAFT_DEVICES_TABLE")]
+    pub devices_table: Option<String>,
     /// S3 bucket of bundles (aws backend).
     #[arg(long, env = "UPDRAFT_BUCKET")]
     pub bucket: Option<String>,
@@ -68,10 +150,12 @@ impl BackendArgs {
                     .table
                     .clone()
                     .context("--backend aws needs --table (or UPDRAFT_TABLE)")?,
-                bucket: self
-                    .bucket
+                devices_table: self
+                    .devices_table
                     .clone()
-                    .context("--backend aws needs --bucket (or UPDRAFT_BUCKET)")?,
+                    .context("--backend aws needs --devices-table (or UPDRAFT_DEVICES_TABLE)")?,
+                // Only commands that touch bundles need it; they say so (Backend::require_bucket).
+                bucket: self.bucket.clone().unwrap_or_default(),
             },
         })
     }
@@ -231,12 +315,7 @@ impl ReleaseArgs {
             app_id: self.app.clone(),
             version: self.version.clone(),
             channel: self.channel.clone(),
-            target: match self.platform {
-                PlatformArg::All => Target::All,
-                PlatformArg::Android => Target::Platform(crate::protocol::Platform::Android),
-                PlatformArg::Ios => Target::Platform(crate::protocol::Platform::Ios),
-                PlatformArg::Electron => Target::Platform(crate::protocol::Platform::Electron),
-            },
+            target: target_of(self.platform),
             source,
             checksum: self.checksum.clone(),
             encryption: self.session_key.as_ref().map(|k| Encryption {
@@ -246,6 +325,15 @@ impl ReleaseArgs {
             policy,
             code_check: !self.no_code_check,
         }
+    }
+}
+
+fn target_of(p: PlatformArg) -> Target {
+    match p {
+        PlatformArg::All => Target::All,
+        PlatformArg::Android => Target::Platform(crate::protocol::Platform::Android),
+        PlatformArg::Ios => Target::Platform(crate::protocol::Platform::Ios),
+        PlatformArg::Electron => Target::Platform(crate::protocol::Platform::Electron),
     }
 }
 
@@ -264,6 +352,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Release(args) => release(args).await,
+        Command::Stats(a) => {
+            let stores = a.store.backend()?.operator_stores().await?;
+            crate::operator::print_stats(&stores, &a.app, a.json).await
+        }
+        Command::Pause(a) => {
+            let r = &a.release;
+            let stores = r.store.backend()?.operator_stores().await?;
+            crate::operator::pause(
+                &stores,
+                &r.app,
+                &r.channel,
+                target_of(r.platform),
+                &a.reason,
+            )
+            .await
+        }
+        Command::Resume(r) => {
+            let stores = r.store.backend()?.operator_stores().await?;
+            crate::operator::resume(&stores, &r.app, &r.channel, target_of(r.platform)).await
+        }
+        Command::Device(cmd) => {
+            let (d, action) = match &cmd {
+                DeviceCommand::SetChannel(a) => (
+                    &a.device,
+                    crate::operator::DeviceAction::SetChannel(&a.channel),
+                ),
+                DeviceCommand::UnsetChannel(a) => (a, crate::operator::DeviceAction::UnsetChannel),
+                DeviceCommand::Show(a) => (
+                    &a.device,
+                    crate::operator::DeviceAction::Show { json: a.json },
+                ),
+            };
+            let stores = d.store.backend()?.operator_stores().await?;
+            crate::operator::device(&stores, &d.app, &d.device, action).await
+        }
     }
 }
 

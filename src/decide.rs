@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use semver::Version;
 
+use crate::device::DeviceState;
 use crate::protocol::{RefusalCode, UpdateRequest};
 use crate::release::{AppSnapshot, DisableAutoUpdate, Release};
 use crate::version::ReleaseVersion;
@@ -72,7 +73,11 @@ impl Decision<'_> {
 }
 
 /// Decides what a device gets, following design.md §4 in order.
-pub fn decide_update<'a>(req: &UpdateRequest<'_>, app: Option<&'a AppSnapshot>) -> Decision<'a> {
+pub fn decide_update<'a>(
+    req: &UpdateRequest<'_>,
+    app: Option<&'a AppSnapshot>,
+    device: Option<&DeviceState>,
+) -> Decision<'a> {
     let Some(app) = app else {
         return Decision::Refuse(Refusal::new(
             RefusalCode::AppNotFound,
@@ -80,9 +85,15 @@ pub fn decide_update<'a>(req: &UpdateRequest<'_>, app: Option<&'a AppSnapshot>) 
         ));
     };
 
-    // §4.2 channel: a requested channel must be the default or allow self-assignment.
-    let channel: &'a str = match req.default_channel.as_deref() {
-        Some(asked) if asked != app.default_channel => {
+    // §4.2 channel: a device override first (an operator's, or an old plugin's setChannel),
+    // then a requested channel, which must be the default or allow self-assignment.
+    let overridden = device
+        .and_then(|d| d.channel.as_deref())
+        .and_then(|c| app.channels.get_key_value(c))
+        .map(|(name, _)| name.as_str());
+    let channel: &'a str = match (overridden, req.default_channel.as_deref()) {
+        (Some(name), _) => name,
+        (None, Some(asked)) if asked != app.default_channel => {
             let Some((name, entry)) = app
                 .channels
                 .get_key_value(asked)
@@ -107,7 +118,7 @@ pub fn decide_update<'a>(req: &UpdateRequest<'_>, app: Option<&'a AppSnapshot>) 
                 Err(e) => return Decision::Refuse(invalid_release(name, e)),
             }
         }
-        _ => app.default_channel.as_str(),
+        (None, _) => app.default_channel.as_str(),
     };
     let release = match app.release(channel, req.platform) {
         None => {
@@ -147,6 +158,19 @@ pub fn decide_update<'a>(req: &UpdateRequest<'_>, app: Option<&'a AppSnapshot>) 
             );
         }
         _ => {}
+    }
+
+    // A version that failed on this device is not offered to it again (the plugin would
+    // otherwise download, fail and roll back on every start); a newer release is.
+    if device.is_some_and(|d| d.failed_versions.contains(&release.version_text)) {
+        return Decision::Refuse(Refusal {
+            version: Some(&release.version_text),
+            ..Refusal::new(
+                RefusalCode::VersionFailedOnDevice,
+                "This version failed on this device; waiting for a newer release",
+            )
+            .on(channel)
+        });
     }
 
     // §4.4 gates, in order.
@@ -351,7 +375,7 @@ mod tests {
     /// Runs a decision and returns its label, so each test reads as one line of the rules.
     fn run(req_body: &str, app: &AppSnapshot) -> &'static str {
         let req = leak_parse(req_body);
-        decide_update(&req, Some(app)).label()
+        decide_update(&req, Some(app), None).label()
     }
 
     fn one(version: &str, extra: &[(&str, AttrValue)]) -> AppSnapshot {
@@ -365,7 +389,7 @@ mod tests {
     fn offers_a_newer_release() {
         let app = one("1.0.3", &[]);
         let req = leak_parse(body("1.0.0", "builtin", ""));
-        match decide_update(&req, Some(&app)) {
+        match decide_update(&req, Some(&app), None) {
             Decision::Offer { channel, release } => {
                 assert_eq!(channel, "production");
                 assert_eq!(release.version_text, "1.0.3");
@@ -377,7 +401,7 @@ mod tests {
     #[test]
     fn unknown_app_is_a_failed_refusal() {
         let req = leak_parse(body("1.0.0", "builtin", ""));
-        let d = decide_update(&req, None);
+        let d = decide_update(&req, None, None);
         assert_eq!(d.label(), "app_not_found");
         let Decision::Refuse(r) = d else {
             unreachable!()
@@ -418,7 +442,10 @@ mod tests {
         ]);
         let ch = |c: &str| body("1.0.0", "builtin", &format!(r#","defaultChannel":"{c}""#));
         let req = leak_parse(ch("beta"));
-        assert_eq!(decide_update(&req, Some(&app)).channel(), Some("beta"));
+        assert_eq!(
+            decide_update(&req, Some(&app), None).channel(),
+            Some("beta")
+        );
         assert_eq!(
             run(&ch("qa"), &app),
             "no_channel",
@@ -427,13 +454,13 @@ mod tests {
         assert_eq!(run(&ch("nope"), &app), "no_channel");
         let req = leak_parse(ch("production"));
         assert_eq!(
-            decide_update(&req, Some(&app)).channel(),
+            decide_update(&req, Some(&app), None).channel(),
             Some("production"),
             "the default is always allowed"
         );
         let req = leak_parse(body("1.0.0", "builtin", ""));
         assert_eq!(
-            decide_update(&req, Some(&app)).channel(),
+            decide_update(&req, Some(&app), None).channel(),
             Some("production")
         );
     }
@@ -447,7 +474,7 @@ mod tests {
             ("release#production#all", release("1.0.9", &[])),
         ]);
         let req = leak_parse(body("1.0.0", "builtin", ""));
-        let Decision::Offer { channel, release } = decide_update(&req, Some(&app)) else {
+        let Decision::Offer { channel, release } = decide_update(&req, Some(&app), None) else {
             panic!()
         };
         assert_eq!(
@@ -457,7 +484,7 @@ mod tests {
         );
         let ios = body("1.0.0", "builtin", "").replace("android", "ios");
         let req = leak_parse(ios);
-        let Decision::Offer { release, .. } = decide_update(&req, Some(&app)) else {
+        let Decision::Offer { release, .. } = decide_update(&req, Some(&app), None) else {
             panic!()
         };
         assert_eq!(release.version_text, "1.0.3", "all is the fallback");
@@ -494,7 +521,7 @@ mod tests {
             &[("paused", B), ("pause_reason", s("too many failures"))],
         );
         let req = leak_parse(body("1.0.0", "builtin", ""));
-        let Decision::Refuse(r) = decide_update(&req, Some(&app)) else {
+        let Decision::Refuse(r) = decide_update(&req, Some(&app), None) else {
             panic!()
         };
         assert_eq!(r.code, RefusalCode::ReleasePaused);
@@ -524,7 +551,7 @@ mod tests {
         );
         let req = leak_parse(body("1.2.0", "builtin", ""));
         let app = one("2.0.0", &[]);
-        let Decision::Refuse(r) = decide_update(&req, Some(&app)) else {
+        let Decision::Refuse(r) = decide_update(&req, Some(&app), None) else {
             panic!()
         };
         assert_eq!(
@@ -591,7 +618,7 @@ mod tests {
         );
         let req = leak_parse(body("1.2.0", "builtin", ""));
         let app = vn(None);
-        let Decision::Refuse(r) = decide_update(&req, Some(&app)) else {
+        let Decision::Refuse(r) = decide_update(&req, Some(&app), None) else {
             panic!()
         };
         assert_eq!(
@@ -693,10 +720,59 @@ mod tests {
             "release_paused"
         );
         let req = leak_parse(body("1.0.0", "builtin", ""));
-        let Decision::Refuse(r) = decide_update(&req, Some(&app)) else {
+        let Decision::Refuse(r) = decide_update(&req, Some(&app), None) else {
             panic!()
         };
         assert_eq!(r.code.kind(), Kind::UpToDate);
+    }
+
+    #[test]
+    fn device_override_and_failed_versions() {
+        use crate::device::{ChannelSource, DeviceState};
+        let app = snap(&[
+            ("release#production#all", release("1.0.1", &[])),
+            ("release#beta#all", release("1.1.0", &[])),
+        ]);
+        let qa = DeviceState {
+            channel: Some("beta".into()),
+            channel_source: Some(ChannelSource::Operator),
+            ..Default::default()
+        };
+        // The override wins over defaultChannel, and needs no self-assignment.
+        let req = leak_parse(body(
+            "1.0.0",
+            "builtin",
+            r#","defaultChannel":"production""#,
+        ));
+        let d = decide_update(&req, Some(&app), Some(&qa));
+        assert_eq!((d.label(), d.channel()), ("offer", Some("beta")));
+        // An override naming a channel that no longer exists is ignored.
+        let gone = DeviceState {
+            channel: Some("gone".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide_update(&req, Some(&app), Some(&gone)).channel(),
+            Some("production")
+        );
+
+        let failed = DeviceState {
+            failed_versions: ["1.0.1".to_owned()].into(),
+            ..Default::default()
+        };
+        let req = leak_parse(body("1.0.0", "builtin", ""));
+        let d = decide_update(&req, Some(&app), Some(&failed));
+        assert_eq!(d.label(), "version_failed_on_device");
+        let Decision::Refuse(r) = d else {
+            unreachable!()
+        };
+        assert_eq!(r.code.kind(), Kind::Blocked);
+        let newer = snap(&[("release#production#all", release("1.0.2", &[]))]);
+        assert_eq!(
+            decide_update(&req, Some(&newer), Some(&failed)).label(),
+            "offer",
+            "a newer release is offered"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod decide;
 pub mod device;
 pub mod health;
 pub mod lambda;
+pub mod operator;
 pub mod protocol;
 pub mod publish;
 pub mod release;

@@ -30,6 +30,7 @@ pub enum RefusalCode {
     DisableDevice,
     DisableEmulator,
     KeyIdMismatch,
+    VersionFailedOnDevice,
     InvalidRelease,
     ServiceUnavailable,
 }
@@ -63,6 +64,7 @@ impl RefusalCode {
             Self::DisableDevice => "disable_device",
             Self::DisableEmulator => "disable_emulator",
             Self::KeyIdMismatch => "key_id_mismatch",
+            Self::VersionFailedOnDevice => "version_failed_on_device",
             Self::InvalidRelease => "invalid_release",
             Self::ServiceUnavailable => "service_unavailable",
         }
@@ -82,7 +84,8 @@ impl RefusalCode {
             | Self::DisableDevBuild
             | Self::DisableDevice
             | Self::DisableEmulator
-            | Self::KeyIdMismatch => Kind::Blocked,
+            | Self::KeyIdMismatch
+            | Self::VersionFailedOnDevice => Kind::Blocked,
             Self::NoChannel
             | Self::AppNotFound
             | Self::MisconfiguredChannel

@@ -102,7 +102,7 @@ fn check(
 /// message.
 fn answer(body: &str, snap: Option<&AppSnapshot>) -> String {
     let req = parse_update_request(body.as_bytes()).expect("valid request");
-    match decide_update(&req, snap) {
+    match decide_update(&req, snap, None) {
         Decision::Offer { channel, release } => format!("offer {channel} {}", release.version_text),
         Decision::Reset { channel } => format!("reset {channel}"),
         Decision::Refuse(r) => format!("{} {}", r.code.as_str(), r.message),
@@ -358,7 +358,7 @@ async fn policy_gates_builtin_and_encryption() {
         r#""custom_id":"","key_id":"MIIBCgKCAQEA3it9ioh6""#,
     );
     let req = parse_update_request(body.as_bytes()).unwrap();
-    match decide_update(&req, Some(&snap)) {
+    match decide_update(&req, Some(&snap), None) {
         Decision::Offer { release, .. } => {
             assert_eq!(release.checksum.as_deref(), Some(checksum.as_str()));
             assert_eq!(release.session_key.as_deref(), Some("aXY=:a2V5"));

@@ -136,6 +136,7 @@ async fn unreachable_dynamodb_gives_a_failed_answer_in_bounded_time() {
             ("AWS_SECRET_ACCESS_KEY", "test"),
             ("AWS_REGION", "us-east-1"),
             ("UPDRAFT_TABLE", "releases"),
+            ("UPDRAFT_DEVICES_TABLE", "devices"),
             ("UPDRAFT_BUCKET", "bundles"),
         ];
         let mut server = Server::start(&["--backend", "aws", "--cache-ttl", "0"], &env);

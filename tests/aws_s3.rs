@@ -315,7 +315,7 @@ async fn publish_then_serve_end_to_end() {
         "app_id":"com.example.app","version_build":"1.0.0","version_name":"builtin",
         "is_emulator":false,"is_prod":true}"#;
     let req = updraft::protocol::parse_update_request(body.as_bytes()).unwrap();
-    let Decision::Offer { release, .. } = decide_update(&req, Some(&snap)) else {
+    let Decision::Offer { release, .. } = decide_update(&req, Some(&snap), None) else {
         panic!("expected an offer");
     };
     let url = bundles

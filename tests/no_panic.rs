@@ -130,13 +130,15 @@ proptest! {
         let bytes = serde_json::to_vec(&body).unwrap();
         let snap = AppSnapshot::from_items(items.iter().map(|(k, v)| (*k, v)));
         if let Ok(req) = parse_update_request(&bytes) {
-            let decision = decide_update(&req, Some(&snap));
+            let device = updraft::device::DeviceState { failed_versions: ["1.0.3".to_owned()].into(), channel: Some("beta".into()), ..Default::default() };
+            let decision = decide_update(&req, Some(&snap), Some(&device));
             // An offer always has something downloadable and a checksum.
             if let Decision::Offer { release, .. } = decision {
                 prop_assert!(release.checksum.is_some());
                 prop_assert!(release.bundle.is_some() || release.url.is_some());
             }
-            let _ = decide_update(&req, None);
+            let _ = decide_update(&req, None, None);
+            let _ = decide_update(&req, Some(&snap), None);
         }
     }
 }

@@ -14,8 +14,9 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::aws::{ConfigError, env_required};
+use crate::health::Health;
 use crate::release::{APP_SK, AppSnapshot, AttrValue, Item};
-use crate::store::{ItemWriter, ReleaseStore, StoreError};
+use crate::store::{ItemWriter, PauseRequest, ReleaseControl, ReleaseStore, StoreError};
 
 /// Partition key: the app's reverse-domain id.
 pub const PARTITION_KEY: &str = "app_id";
@@ -29,7 +30,7 @@ pub struct DynamoStore {
     table: String,
 }
 
-fn unavailable(what: &str, e: impl std::error::Error) -> StoreError {
+pub(crate) fn unavailable(what: &str, e: impl std::error::Error) -> StoreError {
     StoreError::Unavailable(format!("DynamoDB {what}: {}", DisplayErrorContext(e)))
 }
 
@@ -230,12 +231,117 @@ impl ItemWriter for DynamoStore {
     }
 }
 
+/// Pausing and resuming in one conditional UpdateItem each, so a pause decided on counts of
+/// one version can never land on a release item that meanwhile serves another.
+#[async_trait]
+impl ReleaseControl for DynamoStore {
+    async fn pause_release(
+        &self,
+        app_id: &str,
+        sk: &str,
+        pause: &PauseRequest,
+    ) -> Result<bool, StoreError> {
+        let cutoff = pause.now.saturating_sub(pause.cooldown_secs);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(app_id.to_owned()))
+            .key(SORT_KEY, AttributeValue::S(sk.to_owned()))
+            .update_expression("SET #paused = :true, #reason = :reason, #paused_at = :now")
+            .condition_expression(
+                "attribute_exists(#sk) AND #version = :v \
+                 AND (attribute_not_exists(#paused) OR #paused = :false) \
+                 AND (attribute_not_exists(#resumed_at) OR #resumed_at <= :cutoff)",
+            )
+            .expression_attribute_names("#sk", SORT_KEY)
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#paused", "paused")
+            .expression_attribute_names("#reason", "pause_reason")
+            .expression_attribute_names("#paused_at", "paused_at")
+            .expression_attribute_names("#resumed_at", "resumed_at")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":reason", AttributeValue::S(pause.reason.clone()))
+            .expression_attribute_values(":now", AttributeValue::N(pause.now.to_string()))
+            .expression_attribute_values(":v", AttributeValue::S(pause.version.clone()))
+            .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("UpdateItem", e)),
+        }
+    }
+
+    async fn resume_release(
+        &self,
+        app_id: &str,
+        sk: &str,
+        now: u64,
+        baseline: Health,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(app_id.to_owned()))
+            .key(SORT_KEY, AttributeValue::S(sk.to_owned()))
+            .update_expression(
+                "SET #paused = :false, #resumed_at = :now, #bi = :i, #bf = :f \
+                 REMOVE #reason, #paused_at",
+            )
+            // Without it, UpdateItem would create a bare item under a mistyped key.
+            .condition_expression("attribute_exists(#sk)")
+            .expression_attribute_names("#sk", SORT_KEY)
+            .expression_attribute_names("#paused", "paused")
+            .expression_attribute_names("#resumed_at", "resumed_at")
+            .expression_attribute_names("#bi", "pause_baseline_installs")
+            .expression_attribute_names("#bf", "pause_baseline_failures")
+            .expression_attribute_names("#reason", "pause_reason")
+            .expression_attribute_names("#paused_at", "paused_at")
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":i", AttributeValue::N(baseline.installs.to_string()))
+            .expression_attribute_values(":f", AttributeValue::N(baseline.failures.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("UpdateItem", e)),
+        }
+    }
+}
+
 /// How long `create_table` waits for a new table to become ACTIVE.
 const TABLE_ACTIVE_WAIT: Duration = Duration::from_secs(120);
 
 /// Creates the release table (on-demand billing, keys `app_id` + `sk`) and waits until it is
 /// ACTIVE. An existing table is accepted if its keys match; returns whether it was created.
 pub async fn create_table(client: &Client, name: &str) -> Result<bool, StoreError> {
+    create_keyed_table(client, name, PARTITION_KEY, SORT_KEY).await
+}
+
+/// Creates an on-demand table keyed by two strings, `hash` + `range`, and waits until it is
+/// ACTIVE. An existing table is accepted if its keys match; returns whether it was created.
+pub(crate) async fn create_keyed_table(
+    client: &Client,
+    name: &str,
+    hash: &str,
+    range: &str,
+) -> Result<bool, StoreError> {
     let key = |attr: &str, kind: KeyType| {
         KeySchemaElement::builder()
             .attribute_name(attr)
@@ -254,10 +360,10 @@ pub async fn create_table(client: &Client, name: &str) -> Result<bool, StoreErro
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(def(PARTITION_KEY)?)
-        .attribute_definitions(def(SORT_KEY)?)
-        .key_schema(key(PARTITION_KEY, KeyType::Hash)?)
-        .key_schema(key(SORT_KEY, KeyType::Range)?)
+        .attribute_definitions(def(hash)?)
+        .attribute_definitions(def(range)?)
+        .key_schema(key(hash, KeyType::Hash)?)
+        .key_schema(key(range, KeyType::Range)?)
         .send()
         .await;
     let created = match created {
@@ -282,7 +388,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<bool, StoreErro
             .table
             .ok_or_else(|| StoreError::Unavailable(format!("DescribeTable {name}: no table")))?;
         if table.table_status == Some(TableStatus::Active) {
-            check_key_schema(name, table.key_schema())?;
+            check_key_schema(name, table.key_schema(), hash, range)?;
             return Ok(created);
         }
         if Instant::now() >= deadline {
@@ -297,13 +403,18 @@ pub async fn create_table(client: &Client, name: &str) -> Result<bool, StoreErro
 }
 
 /// Refuses a table whose keys differ from design.md §3: every read and write would fail.
-fn check_key_schema(name: &str, schema: &[KeySchemaElement]) -> Result<(), StoreError> {
+fn check_key_schema(
+    name: &str,
+    schema: &[KeySchemaElement],
+    hash: &str,
+    range: &str,
+) -> Result<(), StoreError> {
     let has = |attr: &str, kind: KeyType| {
         schema
             .iter()
             .any(|k| k.attribute_name() == attr && *k.key_type() == kind)
     };
-    if schema.len() == 2 && has(PARTITION_KEY, KeyType::Hash) && has(SORT_KEY, KeyType::Range) {
+    if schema.len() == 2 && has(hash, KeyType::Hash) && has(range, KeyType::Range) {
         Ok(())
     } else {
         let found: Vec<String> = schema
@@ -311,7 +422,7 @@ fn check_key_schema(name: &str, schema: &[KeySchemaElement]) -> Result<(), Store
             .map(|k| format!("{} ({})", k.attribute_name(), k.key_type().as_str()))
             .collect();
         Err(StoreError::Conflict(format!(
-            "table {name} has keys [{}]; updraft needs app_id (HASH) and sk (RANGE), both strings",
+            "table {name} has keys [{}]; updraft needs {hash} (HASH) and {range} (RANGE), both strings",
             found.join(", ")
         )))
     }

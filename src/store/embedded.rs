@@ -15,21 +15,38 @@ use crate::store::{ItemWriter, ReleaseStore, StoreError};
 /// Items keyed like the DynamoDB table: `app_id` + `sk`, attributes as a JSON object.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    conn: Arc<Mutex<Connection>>,
+    pub(crate) conn: Arc<Mutex<Connection>>,
+    /// Seconds a device item lives after its last write.
+    pub(crate) device_ttl_secs: u64,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
+/// How long a write waits for another process's write lock before giving up.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
 impl EmbeddedStore {
     /// Opens (or creates) `<data>/updraft.db`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(
+            data_dir,
+            DEFAULT_BUSY_TIMEOUT,
+            crate::device::DEFAULT_DEVICE_TTL_SECS,
+        )
+    }
+
+    /// Opens with an explicit lock wait and device lifetime.
+    pub fn open_with(
+        data_dir: &Path,
+        busy_timeout: Duration,
+        device_ttl_secs: u64,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| unavailable(format!("{}: {e}", data_dir.display())))?;
         let conn = Connection::open(data_dir.join("updraft.db")).map_err(unavailable)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(unavailable)?;
+        conn.busy_timeout(busy_timeout).map_err(unavailable)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(unavailable)?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -40,16 +57,39 @@ impl EmbeddedStore {
                 sk TEXT NOT NULL,
                 attrs TEXT NOT NULL,
                 PRIMARY KEY (app_id, sk)
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS devices (
+                app_id TEXT NOT NULL,
+                device_id TEXT NOT NULL,
+                channel TEXT,
+                channel_source TEXT,
+                failed_versions TEXT NOT NULL DEFAULT '[]',
+                last_seen INTEGER,
+                expires_at INTEGER NOT NULL,
+                PRIMARY KEY (app_id, device_id)
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS counters (
+                app_id TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                version TEXT NOT NULL,
+                action TEXT NOT NULL,
+                n INTEGER NOT NULL,
+                PRIMARY KEY (app_id, channel, version, action)
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS stats_batches (
+                id TEXT PRIMARY KEY,
+                at INTEGER NOT NULL
             ) WITHOUT ROWID;",
         )
         .map_err(unavailable)?;
         Ok(EmbeddedStore {
             conn: Arc::new(Mutex::new(conn)),
+            device_ttl_secs,
         })
     }
 
     /// Runs a blocking SQLite call off the async runtime.
-    async fn with_conn<T: Send + 'static>(
+    pub(crate) async fn with_conn<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -63,11 +103,11 @@ impl EmbeddedStore {
     }
 }
 
-fn decode(sk: &str, attrs: &str) -> Result<Item, StoreError> {
+pub(crate) fn decode(sk: &str, attrs: &str) -> Result<Item, StoreError> {
     serde_json::from_str(attrs).map_err(|e| unavailable(format!("item {sk} is not readable: {e}")))
 }
 
-fn encode(item: &Item) -> Result<String, StoreError> {
+pub(crate) fn encode(item: &Item) -> Result<String, StoreError> {
     serde_json::to_string(item).map_err(unavailable)
 }
 

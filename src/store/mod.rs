@@ -3,7 +3,10 @@
 
 pub mod cache;
 pub mod dynamo;
+pub mod dynamo_devices;
+pub mod dynamo_stats;
 pub mod embedded;
+pub mod embedded_device_side;
 
 use async_trait::async_trait;
 

@@ -235,11 +235,15 @@ pub async fn binary_env() -> Vec<(String, String)> {
     let moto = emulator("UPDRAFT_TEST_MOTO");
     let s3s = emulator("UPDRAFT_TEST_S3S");
     let table = unique("releases");
+    let devices = unique("devices");
     let bucket = unique("bundles");
     let ddb = updraft::aws::dynamo_client(&config_for(&moto, AwsTimeouts::OPERATOR).await);
     updraft::store::dynamo::create_table(&ddb, &table)
         .await
         .expect("create table");
+    updraft::store::dynamo_devices::create_devices_table(&ddb, &devices)
+        .await
+        .expect("create devices table");
     let s3 = updraft::aws::s3_client(&config_for(&s3s, AwsTimeouts::OPERATOR).await);
     s3.create_bucket()
         .bucket(&bucket)
@@ -254,6 +258,7 @@ pub async fn binary_env() -> Vec<(String, String)> {
         ("AWS_REGION", "us-east-1"),
         ("AWS_EC2_METADATA_DISABLED", "true"),
         ("UPDRAFT_TABLE", table.as_str()),
+        ("UPDRAFT_DEVICES_TABLE", devices.as_str()),
         ("UPDRAFT_BUCKET", bucket.as_str()),
         ("UPDRAFT_BACKEND", "aws"),
     ]
@@ -265,4 +270,10 @@ pub async fn binary_env() -> Vec<(String, String)> {
 /// `(&str, &str)` pairs for `Command::envs`.
 pub fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// A DynamoDB client for moto (`UPDRAFT_TEST_MOTO`).
+pub async fn moto_dynamo(timeouts: AwsTimeouts) -> aws_sdk_dynamodb::Client {
+    let conf = config_for(&emulator("UPDRAFT_TEST_MOTO"), timeouts).await;
+    updraft::aws::dynamo_client(&conf)
 }

@@ -23,6 +23,11 @@ use crate::protocol::{
     parse_update_request,
 };
 use crate::store::cache::CachedReleases;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{DeviceStore, ReleaseControl, StatsSink};
+
+mod channel;
+mod stats;
 
 /// Largest body accepted: a plugin's update check is well under 1 KiB.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -30,6 +35,9 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// What every handler shares: built once per process.
 pub struct AppState {
     pub releases: CachedReleases,
+    pub devices: Arc<dyn DeviceStore>,
+    pub stats: Arc<dyn StatsSink>,
+    pub control: Arc<dyn ReleaseControl>,
     pub signer: Arc<dyn UrlSigner>,
     /// Set when this process serves bundles itself (embedded mode).
     pub local_bundles: Option<LocalBundles>,
@@ -45,14 +53,28 @@ impl AppState {
         url_ttl: std::time::Duration,
         public_url: Option<String>,
     ) -> anyhow::Result<Self> {
-        let store = crate::store::embedded::EmbeddedStore::open(data_dir)?;
+        let store = EmbeddedStore::open(data_dir)?;
         let bundles = LocalBundles::open(data_dir, url_ttl)?;
-        Ok(AppState {
-            releases: CachedReleases::new(Arc::new(store), cache_ttl),
+        Ok(Self::from_embedded(store, bundles, cache_ttl, public_url))
+    }
+
+    /// The embedded setup from an opened store and bundle folder.
+    pub fn from_embedded(
+        store: EmbeddedStore,
+        bundles: LocalBundles,
+        cache_ttl: std::time::Duration,
+        public_url: Option<String>,
+    ) -> Self {
+        let store = Arc::new(store);
+        AppState {
+            releases: CachedReleases::new(store.clone(), cache_ttl),
+            devices: store.clone(),
+            stats: store.clone(),
+            control: store,
             signer: Arc::new(bundles.clone()),
             local_bundles: Some(bundles),
             public_url,
-        })
+        }
     }
 }
 
@@ -61,8 +83,8 @@ impl AppState {
 pub enum ApiError {
     #[error(transparent)]
     BadRequest(#[from] RequestError),
-    #[error("the request body is larger than {BODY_LIMIT} bytes")]
-    TooLarge,
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
     #[error("there is nothing at this path")]
     NotFound,
     #[error("this method is not allowed on this path")]
@@ -79,7 +101,7 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(e) => (StatusCode::BAD_REQUEST, e.code()),
-            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::UrlRefused(_) => (StatusCode::FORBIDDEN, "forbidden"),
@@ -130,6 +152,14 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/updates", post(updates))
+        .route("/stats", post(stats::stats))
+        .route(
+            "/channel_self",
+            post(channel::set_channel)
+                .put(channel::get_channel)
+                .get(channel::list_channels)
+                .delete(channel::unset_channel),
+        )
         .route("/health", get(health));
     if state.local_bundles.is_some() {
         router = router.route("/bundles/{*key}", get(bundle));
@@ -161,17 +191,21 @@ async fn health() -> Response {
 }
 
 /// Reads a body up to `BODY_LIMIT`, answering 413 beyond it.
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
-        return Err(ApiError::TooLarge);
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::TooLarge(limit));
     }
-    axum::body::to_bytes(body, BODY_LIMIT)
+    axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| ApiError::TooLarge)
+        .map_err(|_| ApiError::TooLarge(limit))
 }
 
 /// The origin a device used to reach us, for URLs we serve ourselves.
@@ -203,7 +237,7 @@ async fn updates(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body, BODY_LIMIT).await?;
     let origin = request_origin(&state, &headers);
     let answer = update_check(&state, &body, &origin).await?;
     Ok(json_response(StatusCode::OK, answer))
@@ -219,11 +253,18 @@ pub async fn update_check(
     let started = Instant::now();
     let req = parse_update_request(body)
         .inspect_err(|e| tracing::info!(error = e.code(), "bad update check"))?;
-    let snapshot = state.releases.get(&req.app_id).await.map_err(|e| {
+    // The releases usually come from the cache; the device item is the one read per check.
+    let (snapshot, device) = tokio::join!(
+        state.releases.get(&req.app_id),
+        state.devices.get_device(&req.app_id, &req.device_id)
+    );
+    let unavailable = |e: crate::store::StoreError| {
         tracing::error!(app_id = %req.app_id, device_id = %req.device_id, error = %e, decision = "service_unavailable");
         ApiError::Unavailable
-    })?;
-    let decision = decide_update(&req, snapshot.as_deref());
+    };
+    let snapshot = snapshot.map_err(unavailable)?;
+    let device = device.map_err(unavailable)?;
+    let decision = decide_update(&req, snapshot.as_deref(), device.as_ref());
     let answer = match &decision {
         Decision::Offer { release, .. } => {
             let url = match (&release.url, &release.bundle) {

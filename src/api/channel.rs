@@ -1,0 +1,236 @@
+//! `/channel_self` (protocol.md §6): devices choosing their channel. `POST` sets, `PUT` gets,
+//! `GET` lists (a bare array), `DELETE` unsets for plugins older than 7.34. Channel answers
+//! never carry `kind` (setChannel would read it as success).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::{ApiError, AppState, BODY_LIMIT, json_response, read_body};
+use crate::device::{ChannelSource, DeviceState};
+use crate::protocol::{RequestError, UpdateRequest, parse_json_body, parse_update_request};
+use crate::release::AppSnapshot;
+
+/// Plugins from this version on keep a chosen channel on the device (and send it as
+/// `defaultChannel`); older ones need the server to remember it.
+const LOCAL_CHANNEL_SINCE: semver::Version = semver::Version::new(7, 34, 0);
+
+#[derive(Deserialize)]
+struct ChannelField<'a> {
+    #[serde(borrow)]
+    channel: Option<Cow<'a, str>>,
+}
+
+fn json(value: serde_json::Value) -> Response {
+    json_response(StatusCode::OK, value.to_string().into_bytes())
+}
+
+fn refusal(error: &str, message: String) -> Response {
+    json(serde_json::json!({ "error": error, "message": message }))
+}
+
+fn store_error(e: crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "channel_self: store unavailable");
+    ApiError::Unavailable
+}
+
+/// True for plugins that need the server to remember `setChannel` (below 7.34).
+fn keeps_channel_on_server(req: &UpdateRequest<'_>) -> bool {
+    req.plugin_version
+        .as_deref()
+        .and_then(|v| semver::Version::parse(v).ok())
+        .is_some_and(|v| v < LOCAL_CHANNEL_SINCE)
+}
+
+/// Whether a device may put itself on `channel`: the app's default, or a channel whose
+/// release for its platform allows self-assignment.
+fn may_self_assign(snap: &AppSnapshot, channel: &str, req: &UpdateRequest<'_>) -> Result<bool, ()> {
+    if channel == snap.default_channel {
+        return Ok(true);
+    }
+    match snap.release(channel, req.platform) {
+        None => Err(()),
+        Some(Ok(r)) => Ok(r.allow_self_assign),
+        Some(Err(_)) => Ok(false),
+    }
+}
+
+/// `POST /channel_self`: `setChannel`.
+pub(super) async fn set_channel(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(&headers, body, BODY_LIMIT).await?;
+    let req = parse_update_request(&body)?;
+    let ChannelField { channel } = parse_json_body(&body)?;
+    let channel = channel
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| RequestError::InvalidJsonBody("channel is missing".into()))?;
+    let Some(snap) = state.releases.get(&req.app_id).await.map_err(store_error)? else {
+        return Ok(refusal(
+            "app_not_found",
+            "This app has no releases on this server".into(),
+        ));
+    };
+    match may_self_assign(&snap, &channel, &req) {
+        Err(()) => Ok(refusal(
+            "channel_not_found",
+            format!("Channel {channel:?} does not exist for this platform"),
+        )),
+        Ok(false) => Ok(refusal(
+            "channel_self_set_not_allowed",
+            "This channel does not allow devices to self associate".into(),
+        )),
+        Ok(true) => {
+            if keeps_channel_on_server(&req) {
+                if channel == snap.default_channel {
+                    state
+                        .devices
+                        .unset_channel(&req.app_id, &req.device_id, Some(ChannelSource::Device))
+                        .await
+                } else {
+                    state
+                        .devices
+                        .set_channel(&req.app_id, &req.device_id, &channel, ChannelSource::Device)
+                        .await
+                }
+                .map_err(store_error)?;
+            }
+            tracing::info!(app_id = %req.app_id, device_id = %req.device_id, channel = %channel, "channel self-assigned");
+            Ok(json(
+                serde_json::json!({ "status": "ok", "allowSet": true }),
+            ))
+        }
+    }
+}
+
+/// `PUT /channel_self`: `getChannel`. The plugin stores whatever channel it is told (protocol.md
+/// §9 trap 11), so a device that simply follows the app's default is told `""`: naming the
+/// default would pin the device to it, and it would not follow a later change of default.
+pub(super) async fn get_channel(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(&headers, body, BODY_LIMIT).await?;
+    let req = parse_update_request(&body)?;
+    let (snap, device) = tokio::join!(
+        state.releases.get(&req.app_id),
+        state.devices.get_device(&req.app_id, &req.device_id)
+    );
+    let (snap, device) = (snap.map_err(store_error)?, device.map_err(store_error)?);
+    let Some(snap) = snap else {
+        return Ok(refusal(
+            "app_not_found",
+            "This app has no releases on this server".into(),
+        ));
+    };
+    let allow_set = snap
+        .channels
+        .keys()
+        .any(|c| may_self_assign(&snap, c, &req) == Ok(true) && *c != snap.default_channel);
+    let overridden = device
+        .as_ref()
+        .and_then(|d: &DeviceState| d.channel.clone());
+    let (channel, status) = match (overridden, req.default_channel.as_deref()) {
+        (Some(c), _) => (c, "override"),
+        (None, Some(asked))
+            if asked != snap.default_channel && may_self_assign(&snap, asked, &req) == Ok(true) =>
+        {
+            (asked.to_owned(), "override")
+        }
+        _ => (String::new(), "default"),
+    };
+    Ok(json(
+        serde_json::json!({ "channel": channel, "status": status, "allowSet": allow_set }),
+    ))
+}
+
+/// `GET /channel_self?<InfoObject>`: `listChannels`, a bare array of the channels this device
+/// may be on, with integer ids.
+pub(super) async fn list_channels(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs: BTreeMap<String, String> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+            .map_err(|_| RequestError::InvalidJsonBody("the query string is not valid".into()))?;
+    // The plugin sends the InfoObject as query parameters, booleans as `true`/`false`.
+    let object: serde_json::Map<String, serde_json::Value> = pairs
+        .into_iter()
+        .map(|(k, v)| {
+            let value = match (k.as_str(), v.as_str()) {
+                ("is_emulator" | "is_prod", "true") => serde_json::Value::Bool(true),
+                ("is_emulator" | "is_prod", "false") => serde_json::Value::Bool(false),
+                _ => serde_json::Value::String(v),
+            };
+            (k, value)
+        })
+        .collect();
+    let body = serde_json::to_vec(&object).map_err(|_| ApiError::Internal)?;
+    let req = parse_update_request(&body)?;
+    let Some(snap) = state.releases.get(&req.app_id).await.map_err(store_error)? else {
+        return Ok(json(serde_json::json!([])));
+    };
+    let mut names: Vec<&String> = snap.channels.keys().collect();
+    names.sort();
+    let mut list = Vec::new();
+    for name in names {
+        let Some(Ok(r)) = snap.release(name, req.platform) else {
+            continue;
+        };
+        let is_default = *name == snap.default_channel;
+        let audience = (if req.is_prod {
+            r.allow_prod
+        } else {
+            r.allow_dev
+        }) && (if req.is_emulator {
+            r.allow_emulator
+        } else {
+            r.allow_device
+        });
+        if audience && (is_default || r.allow_self_assign) {
+            list.push(serde_json::json!({
+                "id": channel_id(name),
+                "name": name,
+                "public": is_default,
+                "allow_self_set": r.allow_self_assign,
+            }));
+        }
+    }
+    Ok(json(serde_json::Value::Array(list)))
+}
+
+/// `DELETE /channel_self`: `unsetChannel` of plugins before 7.34; forgets what the device chose
+/// (never an operator's assignment).
+pub(super) async fn unset_channel(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(&headers, body, BODY_LIMIT).await?;
+    let req = parse_update_request(&body)?;
+    state
+        .devices
+        .unset_channel(&req.app_id, &req.device_id, Some(ChannelSource::Device))
+        .await
+        .map_err(store_error)?;
+    Ok(json(serde_json::json!({ "status": "ok" })))
+}
+
+/// A stable integer id for a channel name (the plugin wants integers; names are the identity).
+fn channel_id(name: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash & 0x7fff_ffff
+}

@@ -1,0 +1,294 @@
+//! Operator commands beyond `release`: release health (`stats`), `pause`/`resume`, and
+//! per-device overrides. They run against either backend through `OperatorStores`.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::backend::OperatorStores;
+use crate::device::ChannelSource;
+use crate::health::{Health, wilson_lower_bound};
+use crate::release::{AttrValue, Target, release_sk};
+use crate::stats::{ActionCounts, CounterKey, failures, installs};
+use crate::store::PauseRequest;
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// One row of `updraft stats`.
+#[derive(Debug, Serialize)]
+pub struct ReleaseHealth {
+    pub channel: String,
+    pub version: String,
+    /// Platforms whose release item serves this version now (`all`, `ios`, …).
+    pub serving: Vec<String>,
+    pub installs: u64,
+    pub failures: u64,
+    pub failure_rate: f64,
+    /// Wilson 95% lower bound of the failure rate, what auto-pause compares.
+    pub failure_rate_lower_bound: f64,
+    pub paused: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<String>,
+    pub actions: ActionCounts,
+}
+
+/// `updraft stats --app`: every release with counts, and every serving release.
+pub async fn print_stats(stores: &OperatorStores, app_id: &str, json: bool) -> anyhow::Result<()> {
+    let (snap, counts) = tokio::join!(
+        stores.releases.load_app(app_id),
+        stores.stats.app_counts(app_id)
+    );
+    let (snap, counts) = (snap?, counts?);
+    let mut rows: BTreeMap<(String, String), ReleaseHealth> = BTreeMap::new();
+    fn row<'r>(
+        rows: &'r mut BTreeMap<(String, String), ReleaseHealth>,
+        channel: &str,
+        version: &str,
+    ) -> &'r mut ReleaseHealth {
+        rows.entry((channel.to_owned(), version.to_owned()))
+            .or_insert_with(|| ReleaseHealth {
+                channel: channel.to_owned(),
+                version: version.to_owned(),
+                serving: Vec::new(),
+                installs: 0,
+                failures: 0,
+                failure_rate: 0.0,
+                failure_rate_lower_bound: 0.0,
+                paused: false,
+                pause_reason: None,
+                actions: ActionCounts::new(),
+            })
+    }
+    for (
+        CounterKey {
+            channel, version, ..
+        },
+        actions,
+    ) in counts
+    {
+        let r = row(&mut rows, &channel, &version);
+        r.installs = installs(&actions);
+        r.failures = failures(&actions);
+        let attempts = r.installs + r.failures;
+        if attempts > 0 {
+            r.failure_rate = r.failures as f64 / attempts as f64;
+            r.failure_rate_lower_bound = wilson_lower_bound(r.failures, attempts);
+        }
+        r.actions = actions;
+    }
+    if let Some(snap) = &snap {
+        for (channel, releases) in &snap.channels {
+            for (target, release) in releases.targets() {
+                let Ok(release) = release else { continue };
+                let r = row(&mut rows, channel, &release.version_text);
+                r.serving.push(target.as_str().to_owned());
+                r.paused |= release.paused;
+                if release.paused {
+                    r.pause_reason = release.pause_reason.clone().or(r.pause_reason.take());
+                }
+            }
+        }
+    }
+    let rows: Vec<ReleaseHealth> = rows.into_values().collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("No releases or events for {app_id}.");
+        return Ok(());
+    }
+    println!(
+        "{:<14} {:<14} {:<18} {:>9} {:>9} {:>7}  STATE",
+        "CHANNEL", "VERSION", "SERVING", "INSTALLS", "FAILURES", "FAIL%"
+    );
+    for r in &rows {
+        let state = match (&r.serving.is_empty(), r.paused) {
+            (_, true) => format!("paused: {}", r.pause_reason.as_deref().unwrap_or("")),
+            (false, false) => "live".to_owned(),
+            (true, false) => "-".to_owned(),
+        };
+        println!(
+            "{:<14} {:<14} {:<18} {:>9} {:>9} {:>6.1}%  {state}",
+            r.channel,
+            r.version,
+            if r.serving.is_empty() {
+                "-".to_owned()
+            } else {
+                r.serving.join(",")
+            },
+            r.installs,
+            r.failures,
+            r.failure_rate * 100.0
+        );
+    }
+    Ok(())
+}
+
+async fn release_version(
+    stores: &OperatorStores,
+    app_id: &str,
+    sk: &str,
+) -> anyhow::Result<String> {
+    let item = stores
+        .items
+        .get_item(app_id, sk)
+        .await?
+        .with_context(|| format!("{app_id} has no release item {sk}"))?;
+    match item.get("version") {
+        Some(AttrValue::S(v)) => Ok(v.clone()),
+        _ => bail!("the release item {sk} of {app_id} has no version"),
+    }
+}
+
+/// `updraft pause`.
+pub async fn pause(
+    stores: &OperatorStores,
+    app_id: &str,
+    channel: &str,
+    target: Target,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let sk = release_sk(channel, target);
+    let version = release_version(stores, app_id, &sk).await?;
+    let req = PauseRequest {
+        version: version.clone(),
+        reason: reason.to_owned(),
+        now: now_unix(),
+        cooldown_secs: 0,
+    };
+    if stores.control.pause_release(app_id, &sk, &req).await? {
+        println!(
+            "Paused {app_id} {version} on {channel}/{}.",
+            target.as_str()
+        );
+    } else {
+        println!(
+            "{app_id} {version} on {channel}/{} is already paused.",
+            target.as_str()
+        );
+    }
+    Ok(())
+}
+
+/// `updraft resume`: lifts the pause and records the counts so far as the new baseline.
+pub async fn resume(
+    stores: &OperatorStores,
+    app_id: &str,
+    channel: &str,
+    target: Target,
+) -> anyhow::Result<()> {
+    let sk = release_sk(channel, target);
+    let version = release_version(stores, app_id, &sk).await?;
+    let key = CounterKey {
+        app_id: app_id.to_owned(),
+        channel: channel.to_owned(),
+        version: version.clone(),
+    };
+    let counts = stores.stats.counts(&key).await?;
+    let baseline = Health {
+        installs: installs(&counts),
+        failures: failures(&counts),
+    };
+    if !stores
+        .control
+        .resume_release(app_id, &sk, now_unix(), baseline)
+        .await?
+    {
+        bail!("{app_id} has no release item {sk}");
+    }
+    println!(
+        "Resumed {app_id} {version} on {channel}/{} (counting failures from now: {} installs, {} failures so far).",
+        target.as_str(),
+        baseline.installs,
+        baseline.failures
+    );
+    Ok(())
+}
+
+/// What `updraft device …` does.
+pub enum DeviceAction<'a> {
+    SetChannel(&'a str),
+    UnsetChannel,
+    Show { json: bool },
+}
+
+/// `updraft device set-channel | unset-channel | show`.
+pub async fn device(
+    stores: &OperatorStores,
+    app_id: &str,
+    device_id: &str,
+    action: DeviceAction<'_>,
+) -> anyhow::Result<()> {
+    let device_id = device_id.to_ascii_lowercase();
+    anyhow::ensure!(
+        uuid::Uuid::parse_str(&device_id).is_ok(),
+        "--device must be the device's UUID"
+    );
+    match action {
+        DeviceAction::SetChannel(channel) => {
+            let snap = stores
+                .releases
+                .load_app(app_id)
+                .await?
+                .with_context(|| format!("{app_id} has no releases"))?;
+            anyhow::ensure!(
+                snap.channels.contains_key(channel),
+                "{app_id} has no channel {channel:?} (channels: {})",
+                snap.channels.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+            stores
+                .devices
+                .set_channel(app_id, &device_id, channel, ChannelSource::Operator)
+                .await?;
+            println!(
+                "Device {device_id} of {app_id} now gets channel {channel}, whatever it asks for."
+            );
+        }
+        DeviceAction::UnsetChannel => {
+            stores
+                .devices
+                .unset_channel(app_id, &device_id, None)
+                .await?;
+            println!("Device {device_id} of {app_id} follows its own channel again.");
+        }
+        DeviceAction::Show { json } => {
+            let device = stores.devices.get_device(app_id, &device_id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&device)?);
+            } else if let Some(d) = device {
+                let channel = match (&d.channel, d.channel_source) {
+                    (Some(c), Some(src)) => format!("{c} (set by {})", src.as_str()),
+                    (Some(c), None) => c.clone(),
+                    _ => "none (follows defaultChannel / the app's default)".to_owned(),
+                };
+                println!("device:          {device_id}");
+                println!("channel:         {channel}");
+                let failed: Vec<&str> = d.failed_versions.iter().map(String::as_str).collect();
+                println!(
+                    "failed versions: {}",
+                    if failed.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        failed.join(", ")
+                    }
+                );
+                println!(
+                    "last seen:       {}",
+                    d.last_seen
+                        .map_or("never".to_owned(), |s| format!("{s} (unix)"))
+                );
+            } else {
+                println!("The server knows nothing about device {device_id} of {app_id}.");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! The devices table of design.md §3 in DynamoDB (`UPDRAFT_DEVICES_TABLE`, keys `app_id` +
+//! `device_id`): channel overrides and failed versions. Items expire through the table's TTL on
+//! `expires_at`, refreshed by every write, so devices that stopped checking in cost nothing.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveSpecification, TimeToLiveStatus};
+
+use crate::device::{ChannelSource, DeviceState};
+use crate::store::dynamo::{PARTITION_KEY, create_keyed_table, unavailable};
+use crate::store::{DeviceStore, StoreError};
+
+/// Sort key of the devices table: the device's lowercase UUID.
+pub const DEVICE_KEY: &str = "device_id";
+/// The devices table's TTL attribute (unix seconds).
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+/// Attribute names, in one place because the stats writer shares them.
+pub(crate) const CHANNEL: &str = "channel";
+pub(crate) const CHANNEL_SOURCE: &str = "channel_source";
+pub(crate) const FAILED_VERSIONS: &str = "failed_versions";
+pub(crate) const LAST_SEEN: &str = "last_seen";
+
+/// Unix seconds now; a clock before 1970 reads as 0 rather than failing a request.
+pub(crate) fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Device items in one DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoDevices {
+    client: Client,
+    table: String,
+    ttl_secs: u64,
+}
+
+impl DynamoDevices {
+    /// `ttl_secs`: how long an item lives after its last write (see `DEFAULT_DEVICE_TTL_SECS`).
+    pub fn new(client: Client, table: impl Into<String>, ttl_secs: u64) -> Self {
+        DynamoDevices {
+            client,
+            table: table.into(),
+            ttl_secs,
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn expires_at(&self) -> AttributeValue {
+        AttributeValue::N(now_unix().saturating_add(self.ttl_secs).to_string())
+    }
+}
+
+/// Reads a device item. A hand-edited attribute of the wrong type reads as absent (and is
+/// logged): a bad override must not keep a device from updating.
+pub fn device_from_dynamo(
+    app_id: &str,
+    device_id: &str,
+    raw: &HashMap<String, AttributeValue>,
+) -> DeviceState {
+    let garbled = |name: &str| {
+        tracing::warn!(
+            app_id,
+            device_id,
+            attribute = name,
+            "device item attribute has an unexpected type or value; ignored"
+        );
+    };
+    let mut state = DeviceState::default();
+    match raw.get(CHANNEL) {
+        None => {}
+        Some(AttributeValue::S(c)) if !c.is_empty() => state.channel = Some(c.clone()),
+        Some(_) => garbled(CHANNEL),
+    }
+    match raw.get(CHANNEL_SOURCE) {
+        None => {}
+        Some(AttributeValue::S(s)) => match ChannelSource::parse(s) {
+            Some(src) => state.channel_source = Some(src),
+            None => garbled(CHANNEL_SOURCE),
+        },
+        Some(_) => garbled(CHANNEL_SOURCE),
+    }
+    match raw.get(FAILED_VERSIONS) {
+        None => {}
+        Some(AttributeValue::Ss(vs)) => {
+            state.failed_versions = vs.iter().cloned().collect::<BTreeSet<_>>();
+        }
+        Some(_) => garbled(FAILED_VERSIONS),
+    }
+    match raw.get(LAST_SEEN) {
+        None => {}
+        Some(AttributeValue::N(n)) => match n.parse::<u64>() {
+            Ok(n) => state.last_seen = Some(n),
+            Err(_) => garbled(LAST_SEEN),
+        },
+        Some(_) => garbled(LAST_SEEN),
+    }
+    state
+}
+
+fn key(app_id: &str, device_id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (
+            PARTITION_KEY.to_owned(),
+            AttributeValue::S(app_id.to_owned()),
+        ),
+        (
+            DEVICE_KEY.to_owned(),
+            AttributeValue::S(device_id.to_owned()),
+        ),
+    ])
+}
+
+#[async_trait]
+impl DeviceStore for DynamoDevices {
+    async fn get_device(
+        &self,
+        app_id: &str,
+        device_id: &str,
+    ) -> Result<Option<DeviceState>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(app_id, device_id)))
+            // On the update-check path: half the cost, and an override a second late is fine.
+            .consistent_read(false)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", e))?;
+        Ok(out
+            .item
+            .as_ref()
+            .map(|raw| device_from_dynamo(app_id, device_id, raw)))
+    }
+
+    async fn set_channel(
+        &self,
+        app_id: &str,
+        device_id: &str,
+        channel: &str,
+        source: ChannelSource,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(app_id, device_id)))
+            .update_expression("SET #c = :c, #s = :s, #exp = :exp")
+            .expression_attribute_names("#c", CHANNEL)
+            .expression_attribute_names("#s", CHANNEL_SOURCE)
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":c", AttributeValue::S(channel.to_owned()))
+            .expression_attribute_values(":s", AttributeValue::S(source.as_str().to_owned()))
+            .expression_attribute_values(":exp", self.expires_at())
+            .send()
+            .await
+            .map_err(|e| unavailable("UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn unset_channel(
+        &self,
+        app_id: &str,
+        device_id: &str,
+        only: Option<ChannelSource>,
+    ) -> Result<(), StoreError> {
+        // `attribute_exists` keeps UpdateItem from creating a bare item (one without
+        // `expires_at`, which would never expire) for a device never written.
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(app_id, device_id)))
+            .update_expression("REMOVE #c, #s")
+            .expression_attribute_names("#c", CHANNEL)
+            .expression_attribute_names("#s", CHANNEL_SOURCE)
+            .expression_attribute_names("#dk", DEVICE_KEY);
+        request = match only {
+            None => request.condition_expression("attribute_exists(#dk)"),
+            Some(src) => request
+                .condition_expression("attribute_exists(#dk) AND #s = :src")
+                .expression_attribute_values(":src", AttributeValue::S(src.as_str().to_owned())),
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable("UpdateItem", e)),
+        }
+    }
+}
+
+/// Creates the devices table (on-demand billing, keys `app_id` + `device_id`), waits until it
+/// is ACTIVE and turns on TTL on `expires_at`. An existing table is accepted if its keys match
+/// and its TTL is on `expires_at` or off (then it is turned on); returns whether it was created.
+pub async fn create_devices_table(client: &Client, name: &str) -> Result<bool, StoreError> {
+    let created = create_keyed_table(client, name, PARTITION_KEY, DEVICE_KEY).await?;
+    enable_ttl(client, name).await?;
+    Ok(created)
+}
+
+/// Turns on TTL on `expires_at`, unless it already is: DynamoDB refuses to enable it twice,
+/// and a TTL on another attribute would never expire our items.
+async fn enable_ttl(client: &Client, name: &str) -> Result<(), StoreError> {
+    let described = client
+        .describe_time_to_live()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| unavailable("DescribeTimeToLive", e))?;
+    let (status, attribute) = described
+        .time_to_live_description()
+        .map(|d| (d.time_to_live_status().cloned(), d.attribute_name()))
+        .unwrap_or((None, None));
+    match status {
+        Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling) => {
+            return if attribute == Some(TTL_ATTRIBUTE) {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict(format!(
+                    "table {name} expires items on {}; updraft needs TTL on {TTL_ATTRIBUTE}",
+                    attribute.unwrap_or("another attribute")
+                )))
+            };
+        }
+        Some(TimeToLiveStatus::Disabling) => {
+            return Err(StoreError::Unavailable(format!(
+                "TTL on table {name} is being disabled; DynamoDB allows enabling it again once \
+                 that finishes (up to an hour)"
+            )));
+        }
+        _ => {}
+    }
+    let spec = TimeToLiveSpecification::builder()
+        .enabled(true)
+        .attribute_name(TTL_ATTRIBUTE)
+        .build()
+        .map_err(|e| unavailable("UpdateTimeToLive", e))?;
+    match client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(spec)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Another `updraft` enabled it between our describe and update.
+        Err(e)
+            if e.as_service_error().is_some_and(|se| {
+                se.code() == Some("ValidationException")
+                    && se
+                        .message()
+                        .is_some_and(|m| m.to_ascii_lowercase().contains("already enabled"))
+            }) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(unavailable("UpdateTimeToLive", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> AttributeValue {
+        AttributeValue::S(v.to_owned())
+    }
+
+    #[test]
+    fn reads_a_full_item() {
+        let raw = HashMap::from([
+            (CHANNEL.to_owned(), s("beta")),
+            (CHANNEL_SOURCE.to_owned(), s("operator")),
+            (
+                FAILED_VERSIONS.to_owned(),
+                AttributeValue::Ss(vec!["1.0.1".into(), "1.0.0".into()]),
+            ),
+            (LAST_SEEN.to_owned(), AttributeValue::N("1700000000".into())),
+        ]);
+        let d = device_from_dynamo("a", "d", &raw);
+        assert_eq!(d.channel.as_deref(), Some("beta"));
+        assert_eq!(d.channel_source, Some(ChannelSource::Operator));
+        assert_eq!(
+            d.failed_versions.iter().collect::<Vec<_>>(),
+            ["1.0.0", "1.0.1"]
+        );
+        assert_eq!(d.last_seen, Some(1_700_000_000));
+    }
+
+    #[test]
+    fn garbled_attributes_read_as_absent() {
+        let raw = HashMap::from([
+            (CHANNEL.to_owned(), AttributeValue::N("3".into())),
+            (CHANNEL_SOURCE.to_owned(), s("robot")),
+            (FAILED_VERSIONS.to_owned(), s("1.0.0")),
+            (LAST_SEEN.to_owned(), AttributeValue::N("-1".into())),
+        ]);
+        assert_eq!(device_from_dynamo("a", "d", &raw), DeviceState::default());
+        assert_eq!(
+            device_from_dynamo("a", "d", &HashMap::new()),
+            DeviceState::default()
+        );
+    }
+}

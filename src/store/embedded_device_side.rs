@@ -1,0 +1,536 @@
+//! The embedded store's device side: devices, stats counters and release pauses in the same
+//! SQLite file, with the same meaning as the DynamoDB tables. A stats batch is one SQLite
+//! transaction, applied once per batch id.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+
+use crate::device::{ChannelSource, DeviceState};
+use crate::health::Health;
+use crate::release::{AttrValue, Item};
+use crate::stats::{ActionCounts, CounterKey, StatsBatch};
+use crate::store::embedded::{EmbeddedStore, decode, encode, unavailable};
+use crate::store::{DeviceStore, PauseRequest, ReleaseControl, StatsSink, StoreError};
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// How long a batch id is remembered to refuse a resend (DynamoDB's request tokens: 10 min).
+const BATCH_MEMORY_SECS: u64 = 24 * 3600;
+
+#[async_trait]
+impl DeviceStore for EmbeddedStore {
+    async fn get_device(
+        &self,
+        app_id: &str,
+        device_id: &str,
+    ) -> Result<Option<DeviceState>, StoreError> {
+        // A point read on a WAL database never waits for writers and takes microseconds:
+        // done inline, it keeps the update check off the blocking pool.
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let row = conn
+            .prepare_cached(
+                "SELECT channel, channel_source, failed_versions, last_seen FROM devices
+                 WHERE app_id = ?1 AND device_id = ?2 AND expires_at >= ?3",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![app_id, device_id, now_unix() as i64], |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(unavailable)?;
+        Ok(row.map(|(channel, source, failed, last_seen)| DeviceState {
+            channel,
+            channel_source: source.as_deref().and_then(ChannelSource::parse),
+            failed_versions: serde_json::from_str(&failed).unwrap_or_default(),
+            last_seen: last_seen.map(|s| s as u64),
+        }))
+    }
+
+    async fn set_channel(
+        &self,
+        app_id: &str,
+        device_id: &str,
+        channel: &str,
+        source: ChannelSource,
+    ) -> Result<(), StoreError> {
+        let (app_id, device_id, channel) =
+            (app_id.to_owned(), device_id.to_owned(), channel.to_owned());
+        let expires = (now_unix() + self.device_ttl_secs) as i64;
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO devices (app_id, device_id, channel, channel_source, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (app_id, device_id) DO UPDATE SET channel = excluded.channel,
+                   channel_source = excluded.channel_source, expires_at = excluded.expires_at",
+                params![app_id, device_id, channel, source.as_str(), expires],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unset_channel(
+        &self,
+        app_id: &str,
+        device_id: &str,
+        only: Option<ChannelSource>,
+    ) -> Result<(), StoreError> {
+        let (app_id, device_id) = (app_id.to_owned(), device_id.to_owned());
+        self.with_conn(move |conn| {
+            conn.execute(
+                "UPDATE devices SET channel = NULL, channel_source = NULL
+                 WHERE app_id = ?1 AND device_id = ?2 AND (?3 IS NULL OR channel_source = ?3)",
+                params![app_id, device_id, only.map(ChannelSource::as_str)],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl StatsSink for EmbeddedStore {
+    async fn record(&self, batch: &StatsBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let batch = batch.clone();
+        let ttl = self.device_ttl_secs;
+        self.with_conn(move |conn| {
+            let now = now_unix() as i64;
+            let tx = conn.transaction().map_err(unavailable)?;
+            let fresh = tx
+                .execute("INSERT INTO stats_batches (id, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING", params![batch.id, now])
+                .map_err(unavailable)?;
+            if fresh == 0 {
+                return Ok(()); // A resend of a batch already counted.
+            }
+            for (key, counts) in &batch.counts {
+                for (action, n) in counts {
+                    tx.execute(
+                        "INSERT INTO counters (app_id, channel, version, action, n) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (app_id, channel, version, action) DO UPDATE SET n = n + excluded.n",
+                        params![key.app_id, key.channel, key.version, action, *n as i64],
+                    )
+                    .map_err(unavailable)?;
+                }
+            }
+            let mut failed: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+            for (app, device, version) in &batch.device_failures {
+                failed.entry((app, device)).or_default().push(version);
+            }
+            let expires = now + ttl as i64;
+            for (app, device) in &batch.devices_seen {
+                let old: Option<String> = tx
+                    .query_row(
+                        "SELECT failed_versions FROM devices WHERE app_id = ?1 AND device_id = ?2",
+                        params![app, device],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(unavailable)?;
+                let mut versions: BTreeSet<String> =
+                    old.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or_default();
+                for v in failed.get(&(app.as_str(), device.as_str())).into_iter().flatten() {
+                    versions.insert((*v).to_owned());
+                }
+                let versions = serde_json::to_string(&versions).map_err(unavailable)?;
+                tx.execute(
+                    "INSERT INTO devices (app_id, device_id, failed_versions, last_seen, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (app_id, device_id) DO UPDATE SET failed_versions = excluded.failed_versions,
+                       last_seen = excluded.last_seen, expires_at = excluded.expires_at",
+                    params![app, device, versions, now, expires],
+                )
+                .map_err(unavailable)?;
+            }
+            // Housekeeping rides on writes: forget old batch ids and expired devices.
+            tx.execute("DELETE FROM stats_batches WHERE at < ?1", params![now - BATCH_MEMORY_SECS as i64])
+                .map_err(unavailable)?;
+            tx.execute("DELETE FROM devices WHERE expires_at < ?1", params![now]).map_err(unavailable)?;
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn counts(&self, key: &CounterKey) -> Result<ActionCounts, StoreError> {
+        let key = key.clone();
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT action, n FROM counters WHERE app_id = ?1 AND channel = ?2 AND version = ?3")
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![key.app_id, key.channel, key.version], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(unavailable)?;
+            rows.map(|r| r.map(|(a, n)| (a, n.max(0) as u64)).map_err(unavailable)).collect()
+        })
+        .await
+    }
+
+    async fn app_counts(
+        &self,
+        app_id: &str,
+    ) -> Result<Vec<(CounterKey, ActionCounts)>, StoreError> {
+        let app_id = app_id.to_owned();
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT channel, version, action, n FROM counters WHERE app_id = ?1",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![app_id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })
+                .map_err(unavailable)?;
+            let mut out: BTreeMap<CounterKey, ActionCounts> = BTreeMap::new();
+            for row in rows {
+                let (channel, version, action, n) = row.map_err(unavailable)?;
+                let key = CounterKey {
+                    app_id: app_id.clone(),
+                    channel,
+                    version,
+                };
+                out.entry(key).or_default().insert(action, n.max(0) as u64);
+            }
+            Ok(out.into_iter().collect())
+        })
+        .await
+    }
+}
+
+fn n(v: u64) -> AttrValue {
+    AttrValue::N(v.into())
+}
+
+#[async_trait]
+impl ReleaseControl for EmbeddedStore {
+    async fn pause_release(
+        &self,
+        app_id: &str,
+        sk: &str,
+        pause: &PauseRequest,
+    ) -> Result<bool, StoreError> {
+        let (app_id, sk, pause) = (app_id.to_owned(), sk.to_owned(), pause.clone());
+        self.with_conn(move |conn| {
+            // Read, check and write in one immediate transaction: the conditional write.
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let Some(mut item) = read_item(&tx, &app_id, &sk)? else {
+                return Ok(false);
+            };
+            let serves =
+                matches!(item.get("version"), Some(AttrValue::S(v)) if *v == pause.version);
+            let paused = matches!(item.get("paused"), Some(AttrValue::Bool(true)));
+            let resumed_recently = match item.get("resumed_at") {
+                Some(AttrValue::N(at)) => at
+                    .as_u64()
+                    .is_some_and(|at| at > pause.now.saturating_sub(pause.cooldown_secs)),
+                _ => false,
+            };
+            if !serves || paused || resumed_recently {
+                return Ok(false);
+            }
+            item.insert("paused".into(), AttrValue::Bool(true));
+            item.insert("pause_reason".into(), AttrValue::S(pause.reason.clone()));
+            item.insert("paused_at".into(), n(pause.now));
+            write_item(&tx, &app_id, &sk, &item)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn resume_release(
+        &self,
+        app_id: &str,
+        sk: &str,
+        now: u64,
+        baseline: Health,
+    ) -> Result<bool, StoreError> {
+        let (app_id, sk) = (app_id.to_owned(), sk.to_owned());
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let Some(mut item) = read_item(&tx, &app_id, &sk)? else {
+                return Ok(false);
+            };
+            item.insert("paused".into(), AttrValue::Bool(false));
+            item.insert("resumed_at".into(), n(now));
+            item.insert("pause_baseline_installs".into(), n(baseline.installs));
+            item.insert("pause_baseline_failures".into(), n(baseline.failures));
+            item.remove("pause_reason");
+            item.remove("paused_at");
+            write_item(&tx, &app_id, &sk, &item)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
+fn read_item(
+    conn: &rusqlite::Connection,
+    app_id: &str,
+    sk: &str,
+) -> Result<Option<Item>, StoreError> {
+    let attrs: Option<String> = conn
+        .query_row(
+            "SELECT attrs FROM items WHERE app_id = ?1 AND sk = ?2",
+            params![app_id, sk],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    attrs.map(|a| decode(sk, &a)).transpose()
+}
+
+fn write_item(
+    conn: &rusqlite::Connection,
+    app_id: &str,
+    sk: &str,
+    item: &Item,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE items SET attrs = ?3 WHERE app_id = ?1 AND sk = ?2",
+        params![app_id, sk, encode(item)?],
+    )
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::release::tests::{SUM, item, s};
+    use crate::store::ItemWriter;
+
+    fn batch(id: &str, version: &str, actions: &[(&str, u64)], failed: bool) -> StatsBatch {
+        let key = CounterKey {
+            app_id: "com.example.app".into(),
+            channel: "production".into(),
+            version: version.into(),
+        };
+        let mut b = StatsBatch {
+            id: id.into(),
+            ..Default::default()
+        };
+        b.counts.insert(
+            key,
+            actions.iter().map(|(a, n)| (a.to_string(), *n)).collect(),
+        );
+        b.devices_seen
+            .insert(("com.example.app".into(), "dev-1".into()));
+        if failed {
+            b.device_failures
+                .insert(("com.example.app".into(), "dev-1".into(), version.into()));
+        }
+        b
+    }
+
+    #[tokio::test]
+    async fn stats_are_counted_once_per_batch_and_fail_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store
+            .record(&batch(
+                "a",
+                "1.0.1",
+                &[("set", 3), ("update_fail", 1)],
+                true,
+            ))
+            .await
+            .unwrap();
+        store
+            .record(&batch(
+                "a",
+                "1.0.1",
+                &[("set", 3), ("update_fail", 1)],
+                true,
+            ))
+            .await
+            .unwrap();
+        store
+            .record(&batch("b", "1.0.2", &[("set", 1)], false))
+            .await
+            .unwrap();
+        let key = CounterKey {
+            app_id: "com.example.app".into(),
+            channel: "production".into(),
+            version: "1.0.1".into(),
+        };
+        let counts = store.counts(&key).await.unwrap();
+        assert_eq!(
+            (counts["set"], counts["update_fail"]),
+            (3, 1),
+            "the resent batch is not counted twice"
+        );
+        assert_eq!(store.app_counts("com.example.app").await.unwrap().len(), 2);
+        let dev = store
+            .get_device("com.example.app", "dev-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            dev.failed_versions.iter().collect::<Vec<_>>(),
+            ["1.0.1"],
+            "failures persist across batches"
+        );
+        assert!(dev.last_seen.is_some());
+    }
+
+    #[tokio::test]
+    async fn channel_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.get_device("a.b", "d").await.unwrap(), None);
+        store
+            .set_channel("a.b", "d", "beta", ChannelSource::Operator)
+            .await
+            .unwrap();
+        store
+            .unset_channel("a.b", "d", Some(ChannelSource::Device))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .get_device("a.b", "d")
+                .await
+                .unwrap()
+                .unwrap()
+                .channel
+                .as_deref(),
+            Some("beta")
+        );
+        store.unset_channel("a.b", "d", None).await.unwrap();
+        assert_eq!(
+            store.get_device("a.b", "d").await.unwrap().unwrap().channel,
+            None
+        );
+        let expired =
+            EmbeddedStore::open_with(dir.path(), DEFAULT_BUSY_TIMEOUT_FOR_TESTS, 0).unwrap();
+        expired
+            .set_channel("a.b", "e", "beta", ChannelSource::Device)
+            .await
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(
+            expired.get_device("a.b", "e").await.unwrap(),
+            None,
+            "expired devices are gone"
+        );
+    }
+
+    const DEFAULT_BUSY_TIMEOUT_FOR_TESTS: std::time::Duration = std::time::Duration::from_secs(1);
+
+    #[tokio::test]
+    async fn pause_is_conditional_and_resume_records_a_baseline() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let sk = "release#production#all";
+        store
+            .put_item(
+                "com.example.app",
+                sk,
+                &item(&[
+                    ("version", s("1.0.1")),
+                    ("bundle", s("k")),
+                    ("checksum", s(SUM)),
+                ]),
+            )
+            .await
+            .unwrap();
+        let req = |version: &str, now| PauseRequest {
+            version: version.into(),
+            reason: "bad".into(),
+            now,
+            cooldown_secs: 100,
+        };
+        assert!(
+            !store
+                .pause_release("com.example.app", sk, &req("1.0.0", 1000))
+                .await
+                .unwrap(),
+            "another version"
+        );
+        assert!(
+            store
+                .pause_release("com.example.app", sk, &req("1.0.1", 1000))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .pause_release("com.example.app", sk, &req("1.0.1", 1000))
+                .await
+                .unwrap(),
+            "already paused"
+        );
+        assert!(
+            store
+                .resume_release(
+                    "com.example.app",
+                    sk,
+                    2000,
+                    Health {
+                        installs: 5,
+                        failures: 7
+                    }
+                )
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .pause_release("com.example.app", sk, &req("1.0.1", 2050))
+                .await
+                .unwrap(),
+            "cooldown"
+        );
+        assert!(
+            store
+                .pause_release("com.example.app", sk, &req("1.0.1", 2100))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .resume_release("com.example.app", "release#x#all", 1, Health::default())
+                .await
+                .unwrap()
+        );
+        let item = store
+            .get_item("com.example.app", sk)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            item.get("pause_baseline_failures"),
+            Some(&AttrValue::N(7.into()))
+        );
+        assert_eq!(item.get("pause_reason"), Some(&AttrValue::S("bad".into())));
+    }
+}
