@@ -1,0 +1,558 @@
+//! The device side over HTTP (protocol.md §5–6), the same scenarios on both backends: the
+//! embedded store, and DynamoDB on moto (`UPDRAFT_TEST_MOTO`). Stats batches and objects,
+//! refusal of bad events, a store outage (503, then the resent batch counted once), failed
+//! versions never re-offered, auto-pause and resume, `/channel_self` for plugins 8.x and 7.0,
+//! and operator overrides.
+
+#[path = "common/aws.rs"]
+mod aws_common;
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_common::{config_for, emulator, unique};
+use support::{APP_ID, DEVICE_ID, plugin_body};
+use updraft::api::{AppState, router};
+use updraft::aws::{AwsTimeouts, dynamo_client, s3_client};
+use updraft::backend::OperatorStores;
+use updraft::bundles::local::LocalBundles;
+use updraft::bundles::s3::S3Bundles;
+use updraft::release::{AttrValue, Item, Target, release_sk};
+use updraft::store::cache::CachedReleases;
+use updraft::store::dynamo::{DynamoStore, create_table};
+use updraft::store::dynamo_devices::{DynamoDevices, create_devices_table};
+use updraft::store::dynamo_stats::DynamoStats;
+use updraft::store::embedded::EmbeddedStore;
+
+const SUM: &str = "6bb619125ffc6b696964190e3fac054b407d64d6e40423d2ec888e9f720afef5";
+const OTHER_DEVICE: &str = "00000000-0000-4000-8000-0000000000b2";
+const THIRD_DEVICE: &str = "00000000-0000-4000-8000-0000000000c3";
+
+/// A server on a real socket plus the operator's view of the same stores.
+struct Harness {
+    origin: String,
+    ops: OperatorStores,
+    /// Makes the stats store fail until `heal` runs.
+    outage: Outage,
+    _keep: Vec<Box<dyn std::any::Any + Send>>,
+}
+
+enum Outage {
+    /// Another connection holds SQLite's write lock.
+    Embedded(std::path::PathBuf),
+    /// The devices table is deleted, then created again.
+    Dynamo {
+        client: aws_sdk_dynamodb::Client,
+        devices: String,
+    },
+}
+
+async fn serve(state: AppState) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, router(Arc::new(state))).into_future());
+    origin
+}
+
+async fn embedded() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    // A short lock wait, so that the outage test answers quickly.
+    let store = EmbeddedStore::open_with(dir.path(), Duration::from_millis(300), 3600).unwrap();
+    let bundles = LocalBundles::open(dir.path(), Duration::from_secs(60)).unwrap();
+    let origin = serve(AppState::from_embedded(
+        store.clone(),
+        bundles,
+        Duration::ZERO,
+        None,
+    ))
+    .await;
+    let shared = Arc::new(store);
+    let ops = OperatorStores {
+        releases: shared.clone(),
+        items: shared.clone(),
+        devices: shared.clone(),
+        stats: shared.clone(),
+        control: shared,
+    };
+    Harness {
+        origin,
+        ops,
+        outage: Outage::Embedded(dir.path().join("updraft.db")),
+        _keep: vec![Box::new(dir)],
+    }
+}
+
+/// DynamoDB on moto.
+async fn dynamo() -> Harness {
+    let conf = config_for(&emulator("UPDRAFT_TEST_MOTO"), AwsTimeouts::SERVING).await;
+    let client = dynamo_client(&conf);
+    let (table, devices) = (unique("releases"), unique("devices"));
+    create_table(&client, &table).await.unwrap();
+    create_devices_table(&client, &devices).await.unwrap();
+    let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
+    let device_store = Arc::new(DynamoDevices::new(client.clone(), devices.clone(), 3600));
+    let stats = Arc::new(DynamoStats::new(
+        client.clone(),
+        table.clone(),
+        devices.clone(),
+        3600,
+    ));
+    let state = AppState {
+        releases: CachedReleases::new(store.clone(), Duration::ZERO),
+        devices: device_store.clone(),
+        stats: stats.clone(),
+        control: store.clone(),
+        signer: Arc::new(S3Bundles::new(
+            s3_client(&conf),
+            "bundles",
+            Duration::from_secs(60),
+        )),
+        local_bundles: None,
+        public_url: None,
+    };
+    let origin = serve(state).await;
+    let ops = OperatorStores {
+        releases: store.clone(),
+        items: store.clone(),
+        devices: device_store,
+        stats,
+        control: store,
+    };
+    Harness {
+        origin,
+        ops,
+        outage: Outage::Dynamo { client, devices },
+        _keep: vec![],
+    }
+}
+
+impl Harness {
+    async fn release(&self, channel: &str, version: &str, extra: &[(&str, AttrValue)]) {
+        let mut item = Item::new();
+        item.insert("version".into(), AttrValue::S(version.into()));
+        item.insert(
+            "url".into(),
+            AttrValue::S(format!("https://cdn.example.com/{version}.zip")),
+        );
+        item.insert("checksum".into(), AttrValue::S(SUM.into()));
+        for (k, v) in extra {
+            item.insert((*k).into(), v.clone());
+        }
+        self.ops
+            .items
+            .put_item(APP_ID, &release_sk(channel, Target::All), &item)
+            .await
+            .unwrap();
+    }
+
+    async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        let mut req = client.request(method, format!("{}{path}", self.origin));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        assert!(!text.is_empty(), "answers are never empty ({path})");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}")),
+        )
+    }
+
+    async fn check(&self, device: &str, default_channel: &str) -> serde_json::Value {
+        let mut body = plugin_body(APP_ID, "1.0.0", "builtin");
+        body["device_id"] = device.into();
+        body["defaultChannel"] = default_channel.into();
+        let (status, answer) = self.post("/updates", &body).await;
+        assert_eq!(status, 200, "{answer}");
+        answer
+    }
+
+    async fn counts(&self, channel: &str, version: &str) -> (u64, u64) {
+        let key = updraft::stats::CounterKey {
+            app_id: APP_ID.into(),
+            channel: channel.into(),
+            version: version.into(),
+        };
+        let c = self.ops.stats.counts(&key).await.unwrap();
+        (updraft::stats::installs(&c), updraft::stats::failures(&c))
+    }
+}
+
+fn event(device: &str, action: &str, version: &str) -> serde_json::Value {
+    let mut e = plugin_body(APP_ID, "1.0.0", version);
+    e["device_id"] = device.into();
+    e["action"] = action.into();
+    e["old_version_name"] = "".into();
+    e["timestamp"] = 1_795_910_400_000u64.into();
+    e["metadata"] = serde_json::json!({"source": "test"});
+    e
+}
+
+async fn stats_scenario(h: Harness) {
+    h.release("production", "1.0.1", &[]).await;
+
+    // An object (Android's download worker) and an array (the normal batched path).
+    let (status, ok) = h.post("/stats", &event(DEVICE_ID, "set", "1.0.1")).await;
+    assert_eq!((status, ok["status"].as_str()), (200, Some("ok")));
+    let batch = serde_json::json!([
+        event(DEVICE_ID, "set", "1.0.1"),
+        event(OTHER_DEVICE, "some_future_action", "1.0.1")
+    ]);
+    let (status, ok) = h.post("/stats", &batch).await;
+    assert_eq!((status, ok["accepted"].as_u64()), (200, Some(2)));
+    assert_eq!(h.counts("production", "1.0.1").await, (2, 0));
+
+    // One bad event refuses the batch, and nothing of it is stored.
+    let mut bad = event(DEVICE_ID, "set", "1.0.1");
+    bad["device_id"] = "not-a-uuid".into();
+    let (status, err) = h
+        .post(
+            "/stats",
+            &serde_json::json!([event(DEVICE_ID, "set", "1.0.1"), bad]),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"], "invalid_json_body");
+    assert!(err["message"].as_str().unwrap().contains("event 1"));
+    assert_eq!(
+        h.counts("production", "1.0.1").await,
+        (2, 0),
+        "nothing of a refused batch is stored"
+    );
+
+    // The store is down: 503, so the plugin keeps the batch; once it is back the resent batch
+    // is counted exactly once.
+    let batch = serde_json::json!([
+        event(DEVICE_ID, "set", "1.0.1"),
+        event(OTHER_DEVICE, "set", "1.0.1")
+    ]);
+    let healed = match &h.outage {
+        Outage::Embedded(db) => {
+            let lock = rusqlite::Connection::open(db).unwrap();
+            lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+            let (status, err) = h.post("/stats", &batch).await;
+            assert_eq!(
+                (status, err["error"].as_str()),
+                (503, Some("service_unavailable"))
+            );
+            lock.execute_batch("ROLLBACK").unwrap();
+            true
+        }
+        Outage::Dynamo { client, devices } => {
+            client
+                .delete_table()
+                .table_name(devices)
+                .send()
+                .await
+                .unwrap();
+            let (status, err) = h.post("/stats", &batch).await;
+            assert_eq!(
+                (status, err["error"].as_str()),
+                (503, Some("service_unavailable"))
+            );
+            create_devices_table(client, devices).await.unwrap();
+            true
+        }
+    };
+    assert!(healed);
+    assert_eq!(
+        h.counts("production", "1.0.1").await,
+        (2, 0),
+        "a failed batch left nothing behind"
+    );
+    let (status, _) = h.post("/stats", &batch).await;
+    assert_eq!(status, 200);
+    assert_eq!(h.counts("production", "1.0.1").await, (4, 0));
+}
+
+async fn failed_versions_and_auto_pause(h: Harness) {
+    h.release(
+        "production",
+        "1.0.1",
+        &[("auto_pause_min_attempts", AttrValue::N(10.into()))],
+    )
+    .await;
+    assert_eq!(h.check(DEVICE_ID, "").await["version"], "1.0.1");
+
+    // The device rolled 1.0.1 back: it is never offered 1.0.1 again ...
+    let (status, _) = h
+        .post(
+            "/stats",
+            &serde_json::json!([event(DEVICE_ID, "update_fail", "1.0.1")]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let answer = h.check(DEVICE_ID, "").await;
+    assert_eq!(
+        (answer["error"].as_str(), answer["kind"].as_str()),
+        (Some("version_failed_on_device"), Some("blocked"))
+    );
+    // ... while other devices still get it, and a transient download_fail blocks nothing.
+    h.post(
+        "/stats",
+        &serde_json::json!([event(OTHER_DEVICE, "download_fail", "builtin")]),
+    )
+    .await;
+    assert_eq!(h.check(OTHER_DEVICE, "").await["version"], "1.0.1");
+    // ... until a newer release exists.
+    h.release(
+        "production",
+        "1.0.2",
+        &[("auto_pause_min_attempts", AttrValue::N(10.into()))],
+    )
+    .await;
+    assert_eq!(h.check(DEVICE_ID, "").await["version"], "1.0.2");
+
+    // 1.0.2 fails on most devices: once the evidence is strong enough it is paused.
+    let mut events = Vec::new();
+    for i in 0..12 {
+        let device = format!("00000000-0000-4000-8000-{i:012}");
+        events.push(event(
+            &device,
+            if i < 2 { "set" } else { "update_fail" },
+            "1.0.2",
+        ));
+    }
+    let (status, _) = h.post("/stats", &serde_json::Value::Array(events)).await;
+    assert_eq!(status, 200);
+    let answer = h.check(THIRD_DEVICE, "").await;
+    assert_eq!(answer["error"], "release_paused", "{answer}");
+    assert_eq!(answer["kind"], "blocked");
+    assert!(
+        answer["message"].as_str().unwrap().contains("auto-paused"),
+        "{answer}"
+    );
+
+    // `updraft resume` lifts it; only later failures count towards the next pause.
+    updraft::operator::resume(&h.ops, APP_ID, "production", Target::All)
+        .await
+        .unwrap();
+    assert_eq!(h.check(THIRD_DEVICE, "").await["version"], "1.0.2");
+    let item = h
+        .ops
+        .items
+        .get_item(APP_ID, "release#production#all")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(item.get("paused"), Some(&AttrValue::Bool(false)));
+    assert_eq!(
+        item.get("pause_baseline_failures"),
+        Some(&AttrValue::N(10.into()))
+    );
+}
+
+async fn channels_and_overrides(h: Harness) {
+    h.release("production", "1.0.1", &[]).await;
+    h.release(
+        "beta",
+        "1.1.0",
+        &[("allow_self_assign", AttrValue::Bool(true))],
+    )
+    .await;
+    h.release("qa", "1.2.0", &[]).await;
+
+    let info = |plugin: &str, device: &str| {
+        let mut b = plugin_body(APP_ID, "1.0.0", "builtin");
+        b["plugin_version"] = plugin.into();
+        b["device_id"] = device.into();
+        b
+    };
+    let with_channel = |mut b: serde_json::Value, c: &str| {
+        b["channel"] = c.into();
+        b
+    };
+
+    for (plugin, device) in [("8.51.23", DEVICE_ID), ("7.0.0", OTHER_DEVICE)] {
+        // setChannel: refusals have error + message and never kind.
+        let (status, a) = h
+            .post("/channel_self", &with_channel(info(plugin, device), "qa"))
+            .await;
+        assert_eq!(
+            (status, a["error"].as_str()),
+            (200, Some("channel_self_set_not_allowed")),
+            "{plugin}: {a}"
+        );
+        assert!(a.get("kind").is_none());
+        let (_, a) = h
+            .post("/channel_self", &with_channel(info(plugin, device), "nope"))
+            .await;
+        assert_eq!(a["error"], "channel_not_found", "{plugin}");
+        let (status, a) = h.post("/channel_self", &info(plugin, device)).await;
+        assert_eq!(
+            (status, a["error"].as_str()),
+            (400, Some("invalid_json_body")),
+            "{plugin}: channel missing"
+        );
+        let (status, a) = h
+            .post("/channel_self", &with_channel(info(plugin, device), "beta"))
+            .await;
+        assert_eq!(
+            (status, a["status"].as_str()),
+            (200, Some("ok")),
+            "{plugin}: {a}"
+        );
+        assert!(a.get("kind").is_none() && a.get("error").is_none());
+
+        // listChannels: a bare array with integer ids, only what this device may choose.
+        let mut query = Vec::new();
+        for (k, v) in info(plugin, device).as_object().unwrap() {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            query.push(format!("{k}={}", v.replace('+', "%2B")));
+        }
+        let (status, list) = h
+            .send(
+                reqwest::Method::GET,
+                &format!("/channel_self?{}", query.join("&")),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        let list = list.as_array().expect("a bare JSON array");
+        let names: Vec<&str> = list.iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["beta", "production"], "{plugin}");
+        assert!(list.iter().all(|c| c["id"].is_u64()));
+        assert_eq!(list[1]["public"], true);
+        assert_eq!(list[0]["allow_self_set"], true);
+    }
+
+    // Plugin 8.x keeps the choice on the device and sends it as defaultChannel; getChannel echoes it.
+    let mut b = info("8.51.23", DEVICE_ID);
+    b["defaultChannel"] = "beta".into();
+    let (_, a) = h
+        .send(reqwest::Method::PUT, "/channel_self", Some(&b))
+        .await;
+    assert_eq!(
+        (a["channel"].as_str(), a["status"].as_str()),
+        (Some("beta"), Some("override")),
+        "{a}"
+    );
+    assert!(a.get("kind").is_none());
+    assert_eq!(h.check(DEVICE_ID, "beta").await["version"], "1.1.0");
+    // A device on the default is not pinned to its name (trap 11).
+    let (_, a) = h
+        .send(
+            reqwest::Method::PUT,
+            "/channel_self",
+            Some(&info("8.51.23", DEVICE_ID)),
+        )
+        .await;
+    assert_eq!(
+        (a["channel"].as_str(), a["status"].as_str()),
+        (Some(""), Some("default")),
+        "{a}"
+    );
+
+    // Plugin 7.0 sends no defaultChannel: the server remembered its choice.
+    let (_, a) = h
+        .send(
+            reqwest::Method::PUT,
+            "/channel_self",
+            Some(&info("7.0.0", OTHER_DEVICE)),
+        )
+        .await;
+    assert_eq!(
+        (a["channel"].as_str(), a["status"].as_str()),
+        (Some("beta"), Some("override")),
+        "{a}"
+    );
+    assert_eq!(h.check(OTHER_DEVICE, "").await["version"], "1.1.0");
+    let (status, a) = h
+        .send(
+            reqwest::Method::DELETE,
+            "/channel_self",
+            Some(&info("7.0.0", OTHER_DEVICE)),
+        )
+        .await;
+    assert_eq!((status, a["status"].as_str()), (200, Some("ok")));
+    assert_eq!(
+        h.check(OTHER_DEVICE, "").await["version"],
+        "1.0.1",
+        "unset: back on the default"
+    );
+
+    // An operator override wins over defaultChannel, and needs no self-assignment.
+    updraft::operator::device(
+        &h.ops,
+        APP_ID,
+        DEVICE_ID,
+        updraft::operator::DeviceAction::SetChannel("qa"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(h.check(DEVICE_ID, "beta").await["version"], "1.2.0");
+    let (_, a) = h
+        .send(
+            reqwest::Method::PUT,
+            "/channel_self",
+            Some(&info("8.51.23", DEVICE_ID)),
+        )
+        .await;
+    assert_eq!(a["channel"], "qa");
+    // An old plugin's unsetChannel does not undo the operator's assignment.
+    h.send(
+        reqwest::Method::DELETE,
+        "/channel_self",
+        Some(&info("7.0.0", DEVICE_ID)),
+    )
+    .await;
+    assert_eq!(h.check(DEVICE_ID, "beta").await["version"], "1.2.0");
+    updraft::operator::device(
+        &h.ops,
+        APP_ID,
+        DEVICE_ID,
+        updraft::operator::DeviceAction::UnsetChannel,
+    )
+    .await
+    .unwrap();
+    assert_eq!(h.check(DEVICE_ID, "beta").await["version"], "1.1.0");
+}
+
+#[tokio::test]
+async fn stats_embedded() {
+    stats_scenario(embedded().await).await;
+}
+
+#[tokio::test]
+async fn stats_dynamo() {
+    stats_scenario(dynamo().await).await;
+}
+
+#[tokio::test]
+async fn failed_versions_and_auto_pause_embedded() {
+    failed_versions_and_auto_pause(embedded().await).await;
+}
+
+#[tokio::test]
+async fn failed_versions_and_auto_pause_dynamo() {
+    failed_versions_and_auto_pause(dynamo().await).await;
+}
+
+#[tokio::test]
+async fn channels_and_overrides_embedded() {
+    channels_and_overrides(embedded().await).await;
+}
+
+#[tokio::test]
+async fn channels_and_overrides_dynamo() {
+    channels_and_overrides(dynamo().await).await;
+}
