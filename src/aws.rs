@@ -36,6 +36,17 @@ impl AwsTimeouts {
         max_backoff: Duration::from_millis(500),
     };
 
+    /// Stats batches: a transaction of counters is heavier than a read, and no device waits on
+    /// it (the plugin sends stats in the background and resends on failure), but it must still
+    /// end inside the function's timeout. Retrying is safe: the batch id is the request token.
+    pub const STATS: Self = AwsTimeouts {
+        connect: Duration::from_secs(1),
+        attempt: Duration::from_secs(3),
+        operation: Duration::from_secs(6),
+        max_attempts: 2,
+        max_backoff: Duration::from_millis(500),
+    };
+
     /// Operator commands: an 8 MiB upload part on a slow uplink needs room, and a person is
     /// watching a progress bar rather than a device waiting.
     pub const OPERATOR: Self = AwsTimeouts {
@@ -78,6 +89,16 @@ pub async fn sdk_config(timeouts: AwsTimeouts) -> SdkConfig {
 /// A DynamoDB client (honours `AWS_ENDPOINT_URL_DYNAMODB`).
 pub fn dynamo_client(conf: &SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(conf)
+}
+
+/// A DynamoDB client with other bounds than `conf`'s (endpoint, region and credentials are
+/// the same).
+pub fn dynamo_client_with(conf: &SdkConfig, timeouts: AwsTimeouts) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::config::Builder::from(conf)
+        .timeout_config(timeouts.timeout_config())
+        .retry_config(timeouts.retry_config())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
 }
 
 /// True when S3 calls go to a custom endpoint (an emulator or an S3-compatible store) rather

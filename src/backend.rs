@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::api::AppState;
-use crate::aws::{AwsTimeouts, dynamo_client, s3_client, sdk_config};
+use crate::aws::{AwsTimeouts, dynamo_client, dynamo_client_with, s3_client, sdk_config};
 use crate::bundles::BundleStore;
 use crate::bundles::local::LocalBundles;
 use crate::bundles::s3::S3Bundles;
@@ -70,7 +70,7 @@ impl Backend {
                         ttl,
                     )),
                     stats: Arc::new(DynamoStats::new(
-                        client,
+                        dynamo_client_with(&conf, AwsTimeouts::STATS),
                         table.clone(),
                         devices_table.clone(),
                         ttl,

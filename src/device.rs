@@ -39,7 +39,7 @@ pub struct DeviceState {
     /// Versions that failed deterministically on this device (`update_fail`, `checksum_fail`,
     /// …): never offered to it again.
     pub failed_versions: BTreeSet<String>,
-    /// Unix seconds of the last stats event.
+    /// Unix seconds of the last failure the device reported.
     pub last_seen: Option<u64>,
 }
 

@@ -281,7 +281,7 @@ pub async fn device(
                     }
                 );
                 println!(
-                    "last seen:       {}",
+                    "last failure:    {}",
                     d.last_seen
                         .map_or("never".to_owned(), |s| format!("{s} (unix)"))
                 );

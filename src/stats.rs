@@ -249,7 +249,10 @@ pub struct StatsBatch {
     pub counts: BTreeMap<CounterKey, ActionCounts>,
     /// `(app_id, device_id, version)` of deterministic failures.
     pub device_failures: BTreeSet<(String, String, String)>,
-    /// `(app_id, device_id)` of every device in the batch, to refresh its last-seen time.
+    /// `(app_id, device_id)` of the devices whose item this batch writes (`last_seen`, TTL):
+    /// only those that reported a failure. All of an app's devices share one partition key in
+    /// the devices table, so writing every device on every batch would make a release-day
+    /// burst of one app throttle there, for information nothing reads.
     pub devices_seen: BTreeSet<(String, String)>,
 }
 
@@ -285,12 +288,12 @@ pub fn aggregate<'e>(
             .or_default() += 1;
         if is_failure(&e.action) && version != "builtin" && !version.is_empty() {
             batch
+                .devices_seen
+                .insert((e.app_id.to_string(), e.device_id.to_string()));
+            batch
                 .device_failures
                 .insert((e.app_id.to_string(), e.device_id.to_string(), version));
         }
-        batch
-            .devices_seen
-            .insert((e.app_id.to_string(), e.device_id.to_string()));
     }
     batch
 }

@@ -34,9 +34,11 @@ pub const ACTION_PREFIX: &str = "n_";
 /// Prefix of counter sort keys.
 pub const COUNTER_SK_PREFIX: &str = "counter#";
 
-/// Most actions one counter Update adds: `#a199 :n199, ` is 13 characters, so 200 of them
-/// stay well inside DynamoDB's 4 KB expression limit.
-pub const ACTIONS_PER_UPDATE: usize = 200;
+/// Most actions one counter Update adds. DynamoDB's limit is the 4 KB expression (about 300
+/// of `#a12 :n12, `); moto's parser recurses per clause and fails near 200. 64 covers every
+/// action the plugin sends, and 16 shards × 64 covers a full batch of `MAX_EVENTS` distinct
+/// ones.
+pub const ACTIONS_PER_UPDATE: usize = 64;
 /// Attempts of one transaction when it only lost a race with a concurrent one on the same
 /// counter: such a transaction wrote nothing and can be sent again at once.
 const CONFLICT_ATTEMPTS: u32 = 3;
@@ -195,7 +197,12 @@ impl DynamoStats {
                 );
                 let entry = counters.entry(item).or_insert((key, ActionCounts::new()));
                 if entry.0 != key {
-                    tracing::warn!(batch = %batch.id, first = ?entry.0, other = ?key, "counter keys share an item; counted together");
+                    tracing::warn!(
+                        batch = %batch.id,
+                        first = ?entry.0,
+                        other = ?key,
+                        "counter keys share an item; counted together"
+                    );
                 }
                 for (action, n) in group {
                     let total = entry.1.entry((*action).clone()).or_default();
