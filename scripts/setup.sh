@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs, once, into a tools folder that later runs (and other
-# clones on this machine) reuse: a Python venv with moto's server, s3s-fs (an S3 that verifies
-# presigned signatures), and the Capgo CLI for the fixture app. Source it to get the PATH.
+# clones on this machine) reuse: a Python venv with moto's server and the SAM toolchain (SAM CLI,
+# cargo-lambda, zig), the arm64 rust target, s3s-fs (an S3 that verifies presigned signatures),
+# and the Capgo CLI for the fixture app. Source it to get the PATH.
 #   UPDRAFT_TOOLS  where tools go (default ~/.cache/updraft-tools)
 set -euo pipefail
 
@@ -10,13 +11,29 @@ tools=${UPDRAFT_TOOLS:-$HOME/.cache/updraft-tools}
 mkdir -p "$tools/bin"
 say() { printf '[setup] %s\n' "$*" >&2; }
 
-# Python tools: moto (DynamoDB + S3 emulator).
+# Python tools, one venv: moto (DynamoDB + S3 emulator), and for scripts/sam-check.sh the SAM CLI,
+# cargo-lambda (what `sam build` runs for BuildMethod rust-cargolambda) and ziglang (the linker
+# cargo-lambda uses to cross-build the arm64 bootstrap). What is already there is reused; when
+# something is missing, every pin goes to one pip run so the resolver sees them all.
 venv=$tools/venv
-if [ ! -x "$venv/bin/moto_server" ]; then
-  say "creating $venv with moto[server]"
+if [ ! -x "$venv/bin/python3" ]; then
+  say "creating $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]>=5.1,<6"
+fi
+pins=("moto[server]>=5.1,<6" "cargo-lambda>=1.9,<2" "ziglang>=0.17,<0.18" "aws-sam-cli>=1.170,<2")
+if [ ! -x "$venv/bin/moto_server" ] || [ ! -x "$venv/bin/cargo-lambda" ] || [ ! -x "$venv/bin/sam" ] ||
+  ! "$venv/bin/python3" -c 'import ziglang' 2>/dev/null; then
+  say "installing into $venv: ${pins[*]} (aws-sam-cli takes about 90 s, once)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${pins[@]}"
+fi
+
+# The arm64 target `sam build` cross-compiles the Lambda for. cargo-lambda would add it by itself,
+# but here a toolchain that cannot be fetched fails early and says so.
+installed_targets=$(rustup target list --installed)
+if ! grep -qx aarch64-unknown-linux-gnu <<<"$installed_targets"; then
+  say "adding the rust target aarch64-unknown-linux-gnu"
+  rustup target add aarch64-unknown-linux-gnu
 fi
 
 # s3s-fs: the only emulator here that checks SigV4 presigned URLs and their expiry.

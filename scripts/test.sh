@@ -37,3 +37,9 @@ export UPDRAFT_TEST_CAPGO="$repo/tests/fixtures/capgo-app"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked "$@"
+
+# The SAM deployment: lint template.yaml, cross-build the arm64 Lambda with `sam build` (a cold
+# build takes 5-10 min on 2 cores) and check the bootstrap. UPDRAFT_SKIP_SAM_CHECK=1 skips it.
+if [ "${UPDRAFT_SKIP_SAM_CHECK:-0}" != 1 ]; then
+  bash scripts/sam-check.sh
+fi

@@ -18,7 +18,8 @@ pub async fn run() -> Result<(), lambda_http::Error> {
     let backend = Backend::aws_from_env()?;
     let settings = ServeSettings {
         cache_ttl: seconds_from_env("UPDRAFT_CACHE_TTL", LAMBDA_CACHE_TTL)?,
-        url_ttl: seconds_from_env("UPDRAFT_URL_TTL", 3600)?,
+        // Bounded to what SigV4 allows (1 s to 7 days), with a clear error at init otherwise.
+        url_ttl: crate::aws::url_ttl_from_env()?,
         public_url: None,
     };
     let state = Arc::new(backend.app_state(settings).await?);
