@@ -46,7 +46,9 @@ fi
 fixture=$repo/tests/fixtures/capgo-app
 if [ ! -x "$fixture/node_modules/.bin/capgo" ]; then
   say "installing the Capgo CLI into tests/fixtures/capgo-app"
-  (cd "$fixture" && npm ci --no-audit --no-fund --loglevel=error)
+  # `npm install`, guided by the committed lock file: `npm ci` refuses this lock because npm 11
+  # leaves the CLI's optional helpers for other platforms out of it.
+  (cd "$fixture" && npm install --no-audit --no-fund --loglevel=error)
 fi
 
 export PATH="$tools/bin:$venv/bin:$PATH"
