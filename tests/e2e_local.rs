@@ -34,23 +34,8 @@ async fn release_serve_check_download_verify() {
     write_web_dir(&web, "v1.0.1");
     let data_s = data.to_str().unwrap();
 
-    let out = run(&[
-        "release",
-        "--data",
-        data_s,
-        "--app",
-        APP_ID,
-        "--version",
-        "1.0.1",
-        "--dir",
-        web.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = release(&data, "1.0.1", Some(&web), &["--json"]);
+    assert_ok(&out);
     let released: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(released["version"], "1.0.1");
     assert_eq!(released["channel"], "production");
@@ -112,38 +97,14 @@ async fn release_serve_check_download_verify() {
 
     // A release written while the server runs is seen (cache TTL 0 here).
     write_web_dir(&web, "v1.0.2");
-    let out = run(&[
-        "release",
-        "--data",
-        data_s,
-        "--app",
-        APP_ID,
-        "--version",
-        "1.0.2",
-        "--dir",
-        web.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = release(&data, "1.0.2", Some(&web), &[]);
+    assert_ok(&out);
     let (_, answer) = check(&server, &plugin_body(APP_ID, "1.0.0", "1.0.1")).await;
     assert_eq!(answer["version"], "1.0.2");
 
     // Re-releasing 1.0.2 with other bytes is refused, and changes nothing.
     write_web_dir(&web, "something else");
-    let out = run(&[
-        "release",
-        "--data",
-        data_s,
-        "--app",
-        APP_ID,
-        "--version",
-        "1.0.2",
-        "--dir",
-        web.to_str().unwrap(),
-    ]);
+    let out = release(&data, "1.0.2", Some(&web), &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -155,43 +116,14 @@ async fn release_serve_check_download_verify() {
 
     // Re-releasing the same bytes is a no-op that succeeds (e.g. to another channel).
     write_web_dir(&web, "v1.0.2");
-    let out = run(&[
-        "release",
-        "--data",
-        data_s,
-        "--app",
-        APP_ID,
-        "--version",
-        "1.0.2",
-        "--dir",
-        web.to_str().unwrap(),
-        "--channel",
-        "beta",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = release(&data, "1.0.2", Some(&web), &["--channel", "beta", "--json"]);
+    assert_ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["reused_bundle"], true);
 
     // A builtin release sends devices back to the store build.
-    let out = run(&[
-        "release",
-        "--data",
-        data_s,
-        "--app",
-        APP_ID,
-        "--version",
-        "builtin",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = release(&data, "builtin", None, &[]);
+    assert_ok(&out);
     let (_, answer) = check(&server, &plugin_body(APP_ID, "1.0.0", "1.0.2")).await;
     assert_eq!(answer, serde_json::json!({"version":"builtin"}));
     assert!(server.alive());
@@ -204,17 +136,7 @@ async fn expired_urls_are_refused() {
     let web = tmp.path().join("www");
     write_web_dir(&web, "expiry");
     let data_s = data.to_str().unwrap();
-    let out = run(&[
-        "release",
-        "--data",
-        data_s,
-        "--app",
-        APP_ID,
-        "--version",
-        "1.0.1",
-        "--dir",
-        web.to_str().unwrap(),
-    ]);
+    let out = release(&data, "1.0.1", Some(&web), &[]);
     assert!(out.status.success());
     let server = Server::start(&["--data", data_s, "--url-ttl", "1"], &[]);
     let (_, answer) = check(&server, &plugin_body(APP_ID, "1.0.0", "builtin")).await;
@@ -239,17 +161,7 @@ fn release_refuses_bad_bundles_with_one_clear_sentence() {
     // A folder without index.html.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let out = run(&[
-        "release",
-        "--data",
-        data_s,
-        "--app",
-        APP_ID,
-        "--version",
-        "1.0.0",
-        "--dir",
-        empty.to_str().unwrap(),
-    ]);
+    let out = release(&data, "1.0.0", Some(&empty), &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no index.html"));
 
@@ -285,36 +197,11 @@ fn release_refuses_bad_bundles_with_one_clear_sentence() {
     let web = tmp.path().join("www");
     std::fs::create_dir_all(&web).unwrap();
     std::fs::write(web.join("index.html"), "<p>no updater call</p>").unwrap();
-    let out = run(&[
-        "release",
-        "--data",
-        data_s,
-        "--app",
-        APP_ID,
-        "--version",
-        "1.0.0",
-        "--dir",
-        web.to_str().unwrap(),
-    ]);
+    let out = release(&data, "1.0.0", Some(&web), &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("notifyAppReady"));
-    let out = run(&[
-        "release",
-        "--data",
-        data_s,
-        "--app",
-        APP_ID,
-        "--version",
-        "1.0.0",
-        "--dir",
-        web.to_str().unwrap(),
-        "--no-code-check",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = release(&data, "1.0.0", Some(&web), &["--no-code-check"]);
+    assert_ok(&out);
 
     // Bad names.
     for (args, needle) in [

@@ -35,6 +35,13 @@ fn refusal(error: &str, message: String) -> Response {
     json(serde_json::json!({ "error": error, "message": message }))
 }
 
+fn app_not_found() -> Response {
+    refusal(
+        "app_not_found",
+        "This app has no releases on this server".into(),
+    )
+}
+
 fn store_error(e: crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "channel_self: store unavailable");
     ApiError::Unavailable
@@ -74,10 +81,7 @@ pub(super) async fn set_channel(
         .filter(|c| !c.is_empty())
         .ok_or_else(|| RequestError::InvalidJsonBody("channel is missing".into()))?;
     let Some(snap) = state.releases.get(&req.app_id).await.map_err(store_error)? else {
-        return Ok(refusal(
-            "app_not_found",
-            "This app has no releases on this server".into(),
-        ));
+        return Ok(app_not_found());
     };
     match may_self_assign(&snap, &channel, &req) {
         Err(()) => Ok(refusal(
@@ -127,10 +131,7 @@ pub(super) async fn get_channel(
     );
     let (snap, device) = (snap.map_err(store_error)?, device.map_err(store_error)?);
     let Some(snap) = snap else {
-        return Ok(refusal(
-            "app_not_found",
-            "This app has no releases on this server".into(),
-        ));
+        return Ok(app_not_found());
     };
     let allow_set = snap
         .channels

@@ -34,6 +34,24 @@ pub(crate) fn unavailable(what: &str, e: impl std::error::Error) -> StoreError {
     StoreError::Unavailable(format!("DynamoDB {what}: {}", DisplayErrorContext(e)))
 }
 
+/// The outcome of a conditional write: `Ok(true)` when it applied, `Ok(false)` when its
+/// condition did not hold, an error for anything else.
+pub(crate) fn conditional_write<T, E, R>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+    what: &str,
+) -> Result<bool, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(e) => Err(unavailable(what, e)),
+    }
+}
+
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoStore {
@@ -207,16 +225,7 @@ impl ItemWriter for DynamoStore {
             .expression_attribute_names("#sk", SORT_KEY)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable("PutItem", e)),
-        }
+        conditional_write(result, "PutItem")
     }
 
     async fn put_item(&self, app_id: &str, sk: &str, item: &Item) -> Result<(), StoreError> {
@@ -268,16 +277,7 @@ impl ReleaseControl for DynamoStore {
             .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable("UpdateItem", e)),
-        }
+        conditional_write(result, "UpdateItem")
     }
 
     async fn resume_release(
@@ -312,16 +312,7 @@ impl ReleaseControl for DynamoStore {
             .expression_attribute_values(":f", AttributeValue::N(baseline.failures.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable("UpdateItem", e)),
-        }
+        conditional_write(result, "UpdateItem")
     }
 }
 

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveSpecification, TimeToLiveStatus};
 
 use crate::device::{ChannelSource, DeviceState};
-use crate::store::dynamo::{PARTITION_KEY, create_keyed_table, unavailable};
+use crate::store::dynamo::{PARTITION_KEY, conditional_write, create_keyed_table, unavailable};
 use crate::store::{DeviceStore, StoreError};
 
 /// Sort key of the devices table: the device's lowercase UUID.
@@ -194,16 +194,8 @@ impl DeviceStore for DynamoDevices {
                 .condition_expression("attribute_exists(#dk) AND #s = :src")
                 .expression_attribute_values(":src", AttributeValue::S(src.as_str().to_owned())),
         };
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(unavailable("UpdateItem", e)),
-        }
+        // A failed condition (no override from that source) leaves nothing to do.
+        conditional_write(request.send().await, "UpdateItem").map(|_| ())
     }
 }
 

@@ -70,6 +70,28 @@ pub fn run(args: &[&str]) -> Output {
     updraft().args(args).output().unwrap()
 }
 
+/// `updraft release --data <data> --app com.example.app --version <version> [--dir <dir>] <extra…>`.
+pub fn release(data: &Path, version: &str, dir: Option<&Path>, extra: &[&str]) -> Output {
+    let mut cmd = updraft();
+    cmd.arg("release")
+        .arg("--data")
+        .arg(data)
+        .args(["--app", APP_ID, "--version", version]);
+    if let Some(d) = dir {
+        cmd.arg("--dir").arg(d);
+    }
+    cmd.args(extra).output().unwrap()
+}
+
+/// Asserts a command succeeded, showing what it printed on stderr otherwise.
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A running `updraft serve`, killed when dropped.
 pub struct Server {
     child: Child,
