@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use updraft::api::{AppState, update_check};
-use updraft::decide::decide_update;
-use updraft::protocol::parse_update_request;
-use updraft::release::{AttrValue, Item, Target, release_sk};
+use updraft::domain::decide::decide_update;
+use updraft::domain::protocol::parse_update_request;
+use updraft::domain::release::{AttrValue, Item, Target, release_sk};
 use updraft::store::ItemWriter;
 use updraft::store::embedded::EmbeddedStore;
 

@@ -12,7 +12,7 @@ use crate::aws::{AwsTimeouts, dynamo_client, dynamo_client_with, s3_client, sdk_
 use crate::bundles::BundleStore;
 use crate::bundles::local::LocalBundles;
 use crate::bundles::s3::S3Bundles;
-use crate::device::DEFAULT_DEVICE_TTL_SECS;
+use crate::domain::device::DEFAULT_DEVICE_TTL_SECS;
 use crate::store::cache::CachedReleases;
 use crate::store::dynamo::DynamoStore;
 use crate::store::dynamo_devices::DynamoDevices;

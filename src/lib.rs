@@ -1,5 +1,10 @@
 //! Updraft: a self-hosted, serverless live-update server for Capacitor apps that use
-//! `@capgo/capacitor-updater`. See README.md and design.md for the contracts.
+//! `@capgo/capacitor-updater`. See README.md for the contracts.
+//!
+//! The tree shows the core and its adapters: `domain` has no I/O (wire types, the decision,
+//! items, policy, health); `store` and `bundles` keep items and objects (embedded and AWS);
+//! `api` is the HTTP router, `cli` the operator commands, `lambda` the Lambda entrypoint, and
+//! `backend` wires a store and bundle storage from flags or the environment.
 
 pub mod api;
 pub mod aws;
@@ -7,14 +12,6 @@ pub mod backend;
 pub mod bundle_zip;
 pub mod bundles;
 pub mod cli;
-pub mod decide;
-pub mod device;
-pub mod health;
+pub mod domain;
 pub mod lambda;
-pub mod operator;
-pub mod protocol;
-pub mod publish;
-pub mod release;
-pub mod stats;
 pub mod store;
-pub mod version;

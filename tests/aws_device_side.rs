@@ -13,9 +13,9 @@ use aws_common::{assert_fast, canned_dynamo_error, closed_port, config_for, moto
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use updraft::aws::{AwsTimeouts, dynamo_client};
-use updraft::device::{ChannelSource, DEFAULT_DEVICE_TTL_SECS, DeviceState};
-use updraft::health::Health;
-use updraft::stats::{ActionCounts, CounterKey, StatsBatch};
+use updraft::domain::device::{ChannelSource, DEFAULT_DEVICE_TTL_SECS, DeviceState};
+use updraft::domain::health::Health;
+use updraft::domain::stats::{ActionCounts, CounterKey, StatsBatch};
 use updraft::store::dynamo::{DynamoStore, create_table};
 use updraft::store::dynamo_devices::{DynamoDevices, TTL_ATTRIBUTE, create_devices_table};
 use updraft::store::dynamo_stats::{

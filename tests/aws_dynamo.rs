@@ -15,9 +15,9 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use updraft::aws::{AwsTimeouts, dynamo_client};
-use updraft::decide::{Decision, decide_update};
-use updraft::protocol::parse_update_request;
-use updraft::release::{AppSnapshot, AttrValue, Item};
+use updraft::domain::decide::{Decision, decide_update};
+use updraft::domain::protocol::parse_update_request;
+use updraft::domain::release::{AppSnapshot, AttrValue, Item};
 use updraft::store::dynamo::{DynamoStore, create_table};
 use updraft::store::{ItemWriter, ReleaseStore, StoreError};
 
@@ -406,7 +406,7 @@ async fn malformed_items_are_refused_by_name() {
     for (app, _, attr) in &cases {
         let snap = load(&store, app).await;
         let release = snap
-            .release("production", updraft::protocol::Platform::Android)
+            .release("production", updraft::domain::protocol::Platform::Android)
             .unwrap();
         let why = release.as_ref().expect_err("malformed item").to_string();
         assert!(why.contains(attr), "{app}: {why:?} should name {attr}");

@@ -276,9 +276,9 @@ async fn a_closed_endpoint_fails_fast() {
 /// downloads exactly the zip that was released.
 #[tokio::test]
 async fn publish_then_serve_end_to_end() {
-    use updraft::decide::{Decision, decide_update};
-    use updraft::publish::{BundleSource, ReleaseSpec, publish};
-    use updraft::release::{Item, Target};
+    use updraft::cli::publish::{BundleSource, ReleaseSpec, publish};
+    use updraft::domain::decide::{Decision, decide_update};
+    use updraft::domain::release::{Item, Target};
     use updraft::store::ReleaseStore;
     use updraft::store::dynamo::{DynamoStore, create_table};
 
@@ -314,7 +314,7 @@ async fn publish_then_serve_end_to_end() {
     let body = r#"{"platform":"ios","device_id":"6a1f0b3e-1111-4222-8333-9c2d00000000",
         "app_id":"com.example.app","version_build":"1.0.0","version_name":"builtin",
         "is_emulator":false,"is_prod":true}"#;
-    let req = updraft::protocol::parse_update_request(body.as_bytes()).unwrap();
+    let req = updraft::domain::protocol::parse_update_request(body.as_bytes()).unwrap();
     let Decision::Offer { release, .. } = decide_update(&req, Some(&snap), None) else {
         panic!("expected an offer");
     };

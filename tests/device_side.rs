@@ -18,7 +18,7 @@ use updraft::aws::{AwsTimeouts, dynamo_client, s3_client};
 use updraft::backend::OperatorStores;
 use updraft::bundles::local::LocalBundles;
 use updraft::bundles::s3::S3Bundles;
-use updraft::release::{AttrValue, Item, Target, release_sk};
+use updraft::domain::release::{AttrValue, Item, Target, release_sk};
 use updraft::store::cache::CachedReleases;
 use updraft::store::dynamo::{DynamoStore, create_table};
 use updraft::store::dynamo_devices::{DynamoDevices, create_devices_table};
@@ -184,13 +184,16 @@ impl Harness {
     }
 
     async fn counts(&self, channel: &str, version: &str) -> (u64, u64) {
-        let key = updraft::stats::CounterKey {
+        let key = updraft::domain::stats::CounterKey {
             app_id: APP_ID.into(),
             channel: channel.into(),
             version: version.into(),
         };
         let c = self.ops.stats.counts(&key).await.unwrap();
-        (updraft::stats::installs(&c), updraft::stats::failures(&c))
+        (
+            updraft::domain::stats::installs(&c),
+            updraft::domain::stats::failures(&c),
+        )
     }
 }
 
@@ -343,7 +346,7 @@ async fn failed_versions_and_auto_pause(h: Harness) {
     );
 
     // `updraft resume` lifts it; only later failures count towards the next pause.
-    updraft::operator::resume(&h.ops, APP_ID, "production", Target::All)
+    updraft::cli::operator::resume(&h.ops, APP_ID, "production", Target::All)
         .await
         .unwrap();
     assert_eq!(h.check(THIRD_DEVICE, "").await["version"], "1.0.2");
@@ -494,11 +497,11 @@ async fn channels_and_overrides(h: Harness) {
     );
 
     // An operator override wins over defaultChannel, and needs no self-assignment.
-    updraft::operator::device(
+    updraft::cli::operator::device(
         &h.ops,
         APP_ID,
         DEVICE_ID,
-        updraft::operator::DeviceAction::SetChannel("qa"),
+        updraft::cli::operator::DeviceAction::SetChannel("qa"),
     )
     .await
     .unwrap();
@@ -519,11 +522,11 @@ async fn channels_and_overrides(h: Harness) {
     )
     .await;
     assert_eq!(h.check(DEVICE_ID, "beta").await["version"], "1.2.0");
-    updraft::operator::device(
+    updraft::cli::operator::device(
         &h.ops,
         APP_ID,
         DEVICE_ID,
-        updraft::operator::DeviceAction::UnsetChannel,
+        updraft::cli::operator::DeviceAction::UnsetChannel,
     )
     .await
     .unwrap();

@@ -2,9 +2,9 @@
 //! parse → decide path panic.
 
 use proptest::prelude::*;
-use updraft::decide::{Decision, decide_update};
-use updraft::protocol::parse_update_request;
-use updraft::release::{AppSnapshot, AttrValue, Item};
+use updraft::domain::decide::{Decision, decide_update};
+use updraft::domain::protocol::parse_update_request;
+use updraft::domain::release::{AppSnapshot, AttrValue, Item};
 
 fn field_value() -> impl Strategy<Value = serde_json::Value> {
     prop_oneof![
@@ -130,7 +130,7 @@ proptest! {
         let bytes = serde_json::to_vec(&body).unwrap();
         let snap = AppSnapshot::from_items(items.iter().map(|(k, v)| (*k, v)));
         if let Ok(req) = parse_update_request(&bytes) {
-            let device = updraft::device::DeviceState { failed_versions: ["1.0.3".to_owned()].into(), channel: Some("beta".into()), ..Default::default() };
+            let device = updraft::domain::device::DeviceState { failed_versions: ["1.0.3".to_owned()].into(), channel: Some("beta".into()), ..Default::default() };
             let decision = decide_update(&req, Some(&snap), Some(&device));
             // An offer always has something downloadable and a checksum.
             if let Decision::Offer { release, .. } = decision {

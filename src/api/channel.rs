@@ -13,9 +13,9 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{ApiError, AppState, BODY_LIMIT, json_response, read_body};
-use crate::device::{ChannelSource, DeviceState};
-use crate::protocol::{RequestError, UpdateRequest, parse_json_body, parse_update_request};
-use crate::release::AppSnapshot;
+use crate::domain::device::{ChannelSource, DeviceState};
+use crate::domain::protocol::{RequestError, UpdateRequest, parse_json_body, parse_update_request};
+use crate::domain::release::AppSnapshot;
 
 /// Plugins from this version on keep a chosen channel on the device (and send it as
 /// `defaultChannel`); older ones need the server to remember it.

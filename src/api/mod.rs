@@ -17,8 +17,8 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::bundles::UrlSigner;
 use crate::bundles::local::{LocalBundles, UrlRefusal};
-use crate::decide::{Decision, decide_update};
-use crate::protocol::{
+use crate::domain::decide::{Decision, decide_update};
+use crate::domain::protocol::{
     ErrorAnswer, Kind, RefusalAnswer, RefusalCode, RequestError, ResetAnswer, UpdateAnswer,
     parse_update_request,
 };

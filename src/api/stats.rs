@@ -11,10 +11,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::{ApiError, AppState, json_response, read_body};
-use crate::health::{AutoPausePolicy, Health, should_pause};
-use crate::protocol::Platform;
-use crate::release::{AppSnapshot, release_sk};
-use crate::stats::{
+use crate::domain::health::{AutoPausePolicy, Health, should_pause};
+use crate::domain::protocol::Platform;
+use crate::domain::release::{AppSnapshot, release_sk};
+use crate::domain::stats::{
     StatsBatch, StatsEvent, aggregate, failures, installs, is_failure, parse_stats_body,
 };
 use crate::store::PauseRequest;

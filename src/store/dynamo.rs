@@ -14,8 +14,8 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::aws::{ConfigError, env_required};
-use crate::health::Health;
-use crate::release::{APP_SK, AppSnapshot, AttrValue, Item};
+use crate::domain::health::Health;
+use crate::domain::release::{APP_SK, AppSnapshot, AttrValue, Item};
 use crate::store::{ItemWriter, PauseRequest, ReleaseControl, ReleaseStore, StoreError};
 
 /// Partition key: the app's reverse-domain id.

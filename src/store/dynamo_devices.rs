@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveSpecification, TimeToLiveStatus};
 
-use crate::device::{ChannelSource, DeviceState};
+use crate::domain::device::{ChannelSource, DeviceState};
 use crate::store::dynamo::{PARTITION_KEY, conditional_write, create_keyed_table, unavailable};
 use crate::store::{DeviceStore, StoreError};
 

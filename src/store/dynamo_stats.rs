@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, Update};
 use sha2::{Digest, Sha256};
 
-use crate::stats::{ActionCounts, CounterKey, StatsBatch};
+use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch};
 use crate::store::dynamo::{PARTITION_KEY, SORT_KEY, unavailable};
 use crate::store::dynamo_devices::{
     DEVICE_KEY, FAILED_VERSIONS, LAST_SEEN, TTL_ATTRIBUTE, now_unix,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::release::{AppSnapshot, Item};
+use crate::domain::release::{AppSnapshot, Item};
 use crate::store::{ItemWriter, ReleaseStore, StoreError};
 
 /// Items keyed like the DynamoDB table: `app_id` + `sk`, attributes as a JSON object.
@@ -33,7 +33,7 @@ impl EmbeddedStore {
         Self::open_with(
             data_dir,
             DEFAULT_BUSY_TIMEOUT,
-            crate::device::DEFAULT_DEVICE_TTL_SECS,
+            crate::domain::device::DEFAULT_DEVICE_TTL_SECS,
         )
     }
 
@@ -194,8 +194,8 @@ impl ItemWriter for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Platform;
-    use crate::release::tests::{SUM, item, s};
+    use crate::domain::protocol::Platform;
+    use crate::domain::release::tests::{SUM, item, s};
 
     #[tokio::test]
     async fn items_round_trip_and_survive_reopening() {
@@ -206,7 +206,7 @@ mod tests {
             ("version", s("1.0.3")),
             ("bundle", s("k")),
             ("checksum", s(SUM)),
-            ("paused", crate::release::AttrValue::Bool(false)),
+            ("paused", crate::domain::release::AttrValue::Bool(false)),
         ]);
         store
             .put_item("com.example.app", "release#production#all", &rel)

@@ -8,10 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use crate::device::{ChannelSource, DeviceState};
-use crate::health::Health;
-use crate::release::{AttrValue, Item};
-use crate::stats::{ActionCounts, CounterKey, StatsBatch};
+use crate::domain::device::{ChannelSource, DeviceState};
+use crate::domain::health::Health;
+use crate::domain::release::{AttrValue, Item};
+use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch};
 use crate::store::embedded::{EmbeddedStore, decode, encode, unavailable};
 use crate::store::{DeviceStore, PauseRequest, ReleaseControl, StatsSink, StoreError};
 
@@ -325,7 +325,7 @@ fn write_item(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::release::tests::{SUM, item, s};
+    use crate::domain::release::tests::{SUM, item, s};
     use crate::store::ItemWriter;
 
     fn batch(id: &str, version: &str, actions: &[(&str, u64)], failed: bool) -> StatsBatch {

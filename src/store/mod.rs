@@ -10,10 +10,10 @@ pub mod embedded_device_side;
 
 use async_trait::async_trait;
 
-use crate::device::{ChannelSource, DeviceState};
-use crate::health::Health;
-use crate::release::{AppSnapshot, Item};
-use crate::stats::{ActionCounts, CounterKey, StatsBatch};
+use crate::domain::device::{ChannelSource, DeviceState};
+use crate::domain::health::Health;
+use crate::domain::release::{AppSnapshot, Item};
+use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch};
 
 /// A store failure. The detail is for logs; devices only learn that the service is unavailable.
 #[derive(Debug, thiserror::Error)]

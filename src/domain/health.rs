@@ -1,7 +1,7 @@
 //! Release health: when a release fails on enough devices, pause it. The decision is pure
 //! (counts, policy, clock in; a reason out); stores carry it out with a conditional write.
 
-use crate::release::{AttrValue, Item};
+use crate::domain::item::{AttrValue, Item};
 
 /// When to pause a release on its own (release item attributes, else the `app` item's, else
 /// these defaults).

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::protocol::{RequestError, is_valid_app_id, lowercase_uuid, parse_json_body};
+use crate::domain::protocol::{RequestError, is_valid_app_id, lowercase_uuid, parse_json_body};
 
 /// Actions that mean "this bundle is broken", whatever the network did: they count as
 /// failures for auto-pause, and the device is never offered that version again.

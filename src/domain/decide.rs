@@ -5,10 +5,10 @@ use std::borrow::Cow;
 
 use semver::Version;
 
-use crate::device::DeviceState;
-use crate::protocol::{RefusalCode, UpdateRequest};
-use crate::release::{AppSnapshot, DisableAutoUpdate, Release};
-use crate::version::ReleaseVersion;
+use crate::domain::device::DeviceState;
+use crate::domain::protocol::{RefusalCode, UpdateRequest};
+use crate::domain::release::{AppSnapshot, DisableAutoUpdate, Release};
+use crate::domain::version::ReleaseVersion;
 
 /// The outcome of an update check.
 #[derive(Debug, Clone, PartialEq)]
@@ -238,7 +238,7 @@ fn is_running(req: &UpdateRequest<'_>, version: &Version, text: &str) -> bool {
         || Version::parse(&req.version_name_raw).is_ok_and(|v| &v == version)
 }
 
-fn invalid_release<'a>(channel: &'a str, e: &crate::release::ItemError) -> Refusal<'a> {
+fn invalid_release<'a>(channel: &'a str, e: &crate::domain::release::ItemError) -> Refusal<'a> {
     Refusal::new(
         RefusalCode::InvalidRelease,
         format!("The release of channel {channel:?} is misconfigured: {e}"),
@@ -332,15 +332,17 @@ fn key_gate<'a>(req: &UpdateRequest<'_>, release: &'a Release) -> Option<Refusal
 #[cfg(test)]
 mod tests {
     /// Parses a test body that lives for the whole test.
-    fn leak_parse(body: impl Into<String>) -> crate::protocol::UpdateRequest<'static> {
-        crate::protocol::parse_update_request(Box::leak(body.into().into_boxed_str()).as_bytes())
-            .unwrap()
+    fn leak_parse(body: impl Into<String>) -> crate::domain::protocol::UpdateRequest<'static> {
+        crate::domain::protocol::parse_update_request(
+            Box::leak(body.into().into_boxed_str()).as_bytes(),
+        )
+        .unwrap()
     }
 
     use super::*;
-    use crate::protocol::Kind;
-    use crate::release::tests::{SUM, item, s};
-    use crate::release::{AttrValue, Item};
+    use crate::domain::protocol::Kind;
+    use crate::domain::release::tests::{SUM, item, s};
+    use crate::domain::release::{AttrValue, Item};
 
     fn body(version_build: &str, version_name: &str, extra: &str) -> String {
         let channel = if extra.contains("defaultChannel") {
@@ -728,7 +730,7 @@ mod tests {
 
     #[test]
     fn device_override_and_failed_versions() {
-        use crate::device::{ChannelSource, DeviceState};
+        use crate::domain::device::{ChannelSource, DeviceState};
         let app = snap(&[
             ("release#production#all", release("1.0.1", &[])),
             ("release#beta#all", release("1.1.0", &[])),

@@ -1,5 +1,8 @@
 //! The `updraft` command line: `serve`, `release` and the operator commands.
 
+pub mod operator;
+pub mod publish;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,8 +13,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::api::router;
 use crate::backend::{Backend, ServeSettings};
-use crate::publish::{BundleSource, Encryption, ReleaseSpec, publish};
-use crate::release::{AttrValue, Item, Target};
+use crate::cli::publish::{BundleSource, Encryption, ReleaseSpec, publish};
+use crate::domain::release::{AttrValue, Item, Target};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -331,9 +334,9 @@ impl ReleaseArgs {
 fn target_of(p: PlatformArg) -> Target {
     match p {
         PlatformArg::All => Target::All,
-        PlatformArg::Android => Target::Platform(crate::protocol::Platform::Android),
-        PlatformArg::Ios => Target::Platform(crate::protocol::Platform::Ios),
-        PlatformArg::Electron => Target::Platform(crate::protocol::Platform::Electron),
+        PlatformArg::Android => Target::Platform(crate::domain::protocol::Platform::Android),
+        PlatformArg::Ios => Target::Platform(crate::domain::protocol::Platform::Ios),
+        PlatformArg::Electron => Target::Platform(crate::domain::protocol::Platform::Electron),
     }
 }
 
@@ -354,12 +357,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Release(args) => release(args).await,
         Command::Stats(a) => {
             let stores = a.store.backend()?.operator_stores().await?;
-            crate::operator::print_stats(&stores, &a.app, a.json).await
+            crate::cli::operator::print_stats(&stores, &a.app, a.json).await
         }
         Command::Pause(a) => {
             let r = &a.release;
             let stores = r.store.backend()?.operator_stores().await?;
-            crate::operator::pause(
+            crate::cli::operator::pause(
                 &stores,
                 &r.app,
                 &r.channel,
@@ -370,22 +373,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Resume(r) => {
             let stores = r.store.backend()?.operator_stores().await?;
-            crate::operator::resume(&stores, &r.app, &r.channel, target_of(r.platform)).await
+            crate::cli::operator::resume(&stores, &r.app, &r.channel, target_of(r.platform)).await
         }
         Command::Device(cmd) => {
             let (d, action) = match &cmd {
                 DeviceCommand::SetChannel(a) => (
                     &a.device,
-                    crate::operator::DeviceAction::SetChannel(&a.channel),
+                    crate::cli::operator::DeviceAction::SetChannel(&a.channel),
                 ),
-                DeviceCommand::UnsetChannel(a) => (a, crate::operator::DeviceAction::UnsetChannel),
+                DeviceCommand::UnsetChannel(a) => {
+                    (a, crate::cli::operator::DeviceAction::UnsetChannel)
+                }
                 DeviceCommand::Show(a) => (
                     &a.device,
-                    crate::operator::DeviceAction::Show { json: a.json },
+                    crate::cli::operator::DeviceAction::Show { json: a.json },
                 ),
             };
             let stores = d.store.backend()?.operator_stores().await?;
-            crate::operator::device(&stores, &d.app, &d.device, action).await
+            crate::cli::operator::device(&stores, &d.app, &d.device, action).await
         }
     }
 }

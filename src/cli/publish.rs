@@ -9,10 +9,12 @@ use serde::Serialize;
 
 use crate::bundle_zip::{LayoutError, check_layout, zip_folder};
 use crate::bundles::{BundleError, BundleStore, bundle_key, sha256_hex};
-use crate::protocol::is_valid_app_id;
-use crate::release::{AttrValue, Item, Release, Target, bundle_sk, is_sha256_hex, release_sk};
+use crate::domain::protocol::is_valid_app_id;
+use crate::domain::release::{
+    AttrValue, Item, Release, Target, bundle_sk, is_sha256_hex, release_sk,
+};
+use crate::domain::version::ReleaseVersion;
 use crate::store::{ItemWriter, StoreError};
-use crate::version::ReleaseVersion;
 
 /// Where the bundle comes from.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::version::normalize_native_version;
+use crate::domain::version::normalize_native_version;
 
 /// What `decide_update` can refuse with: Capgo's error codes, so dashboards and the plugin's
 /// `updateCheckResult` events read the same as with Capgo's cloud.
@@ -395,9 +395,11 @@ pub struct ErrorAnswer<'a> {
 #[cfg(test)]
 mod tests {
     /// Parses a test body that lives for the whole test.
-    fn leak_parse(body: impl Into<String>) -> crate::protocol::UpdateRequest<'static> {
-        crate::protocol::parse_update_request(Box::leak(body.into().into_boxed_str()).as_bytes())
-            .unwrap()
+    fn leak_parse(body: impl Into<String>) -> crate::domain::protocol::UpdateRequest<'static> {
+        crate::domain::protocol::parse_update_request(
+            Box::leak(body.into().into_boxed_str()).as_bytes(),
+        )
+        .unwrap()
     }
 
     use super::*;

@@ -8,10 +8,10 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::backend::OperatorStores;
-use crate::device::ChannelSource;
-use crate::health::{Health, wilson_lower_bound};
-use crate::release::{AttrValue, Target, release_sk};
-use crate::stats::{ActionCounts, CounterKey, failures, installs};
+use crate::domain::device::ChannelSource;
+use crate::domain::health::{Health, wilson_lower_bound};
+use crate::domain::release::{AttrValue, Target, release_sk};
+use crate::domain::stats::{ActionCounts, CounterKey, failures, installs};
 use crate::store::PauseRequest;
 
 fn now_unix() -> u64 {

@@ -2,30 +2,14 @@
 //! and their typed form. Parsing is here, once, so both stores read items the same way and a
 //! hand-written item (`aws dynamodb put-item`) gets the same checks as one written by the CLI.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use semver::Version;
 
-use crate::protocol::Platform;
-use crate::version::ReleaseVersion;
-
-/// One attribute value, in the subset of DynamoDB types the items use.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum AttrValue {
-    Bool(bool),
-    S(String),
-    /// A DynamoDB number, kept as its decimal text.
-    N(serde_json::Number),
-    /// A DynamoDB type no item attribute uses (`L`, `M`, `SS`, `NULL`, …), by its type code.
-    /// Kept rather than dropped, so reading such an attribute fails with `WrongType` naming it
-    /// instead of silently taking the default. Never stored in the embedded store.
-    #[serde(skip)]
-    Unsupported(String),
-}
-
-/// An item's attributes, without its keys (`app_id`, `sk`).
-pub type Item = BTreeMap<String, AttrValue>;
+use crate::domain::health::Health;
+pub use crate::domain::item::{AttrValue, Item};
+use crate::domain::protocol::Platform;
+use crate::domain::version::ReleaseVersion;
 
 /// Sort key of the app settings item.
 pub const APP_SK: &str = "app";
@@ -125,7 +109,7 @@ pub struct Release {
     /// When `updraft resume` last lifted a pause (unix seconds).
     pub resumed_at: Option<u64>,
     /// Counts recorded at that resume: only later events count towards the next auto-pause.
-    pub baseline: crate::health::Health,
+    pub baseline: Health,
     /// The item as stored, for settings read outside the hot path (auto-pause policy).
     pub item: Item,
 }
@@ -287,7 +271,7 @@ impl Release {
         let min_update_version = match get_s(item, "min_update_version")? {
             None => None,
             Some(s) => Some(
-                crate::version::normalize_native_version(s)
+                crate::domain::version::normalize_native_version(s)
                     .ok_or_else(|| invalid("min_update_version", format!("{s:?} is not semver")))?,
             ),
         };
@@ -316,7 +300,7 @@ impl Release {
             link: get_s(item, "link")?.map(str::to_owned),
             comment: get_s(item, "comment")?.map(str::to_owned),
             resumed_at: get_u64(item, "resumed_at")?,
-            baseline: crate::health::Health {
+            baseline: Health {
                 installs: get_u64(item, "pause_baseline_installs")?.unwrap_or(0),
                 failures: get_u64(item, "pause_baseline_failures")?.unwrap_or(0),
             },

@@ -1,0 +1,13 @@
+//! The core, without I/O: what the plugin sends and gets (`protocol`), what a device gets
+//! (`decide`), the item contract (`item`, `release`), release health (`health`), device events
+//! (`stats`), device state (`device`) and version rules (`version`). Nothing here imports an
+//! adapter (store, bundles, api, cli, lambda).
+
+pub mod decide;
+pub mod device;
+pub mod health;
+pub mod item;
+pub mod protocol;
+pub mod release;
+pub mod stats;
+pub mod version;
