@@ -409,9 +409,32 @@ async fn channels_and_overrides(h: Harness) {
         let (status, a) = h
             .post("/channel_self", &with_channel(info(plugin, device), "beta"))
             .await;
+        if plugin == "7.0.0" {
+            // An old plugin wants the server to remember: refused unless the app opts in.
+            assert_eq!(
+                (status, a["error"].as_str()),
+                (200, Some("channel_self_set_not_stored")),
+                "{plugin}: {a}"
+            );
+        } else {
+            assert_eq!(
+                (status, a["status"].as_str()),
+                (200, Some("ok")),
+                "{plugin}: {a}"
+            );
+            assert!(a.get("kind").is_none() && a.get("error").is_none());
+            assert!(a.get("unset").is_none());
+        }
+        // setChannel to the default: the plugin must clear its local channel, not pin it.
+        let (status, a) = h
+            .post(
+                "/channel_self",
+                &with_channel(info(plugin, device), "production"),
+            )
+            .await;
         assert_eq!(
-            (status, a["status"].as_str()),
-            (200, Some("ok")),
+            (status, a["status"].as_str(), a["unset"].as_bool()),
+            (200, Some("ok"), Some(true)),
             "{plugin}: {a}"
         );
         assert!(a.get("kind").is_none() && a.get("error").is_none());
@@ -468,6 +491,87 @@ async fn channels_and_overrides(h: Harness) {
         "{a}"
     );
 
+    // A hijack: a stranger names a victim's device id, as an old plugin and as a new one,
+    // with every method. The victim has an operator's assignment; nothing of it moves.
+    updraft::cli::operator::device(
+        &h.ops,
+        APP_ID,
+        THIRD_DEVICE,
+        updraft::cli::operator::DeviceAction::SetChannel("qa"),
+    )
+    .await
+    .unwrap();
+    let victim_before = h
+        .ops
+        .devices
+        .get_device(APP_ID, THIRD_DEVICE)
+        .await
+        .unwrap();
+    assert!(victim_before.is_some());
+    let stranger = "00000000-0000-4000-8000-0000000000d4";
+    for plugin in ["7.0.0", "7.33.9", "8.51.23", ""] {
+        for (target, channel) in [
+            (THIRD_DEVICE, "beta"),
+            (THIRD_DEVICE, "production"),
+            (stranger, "beta"),
+        ] {
+            let body = with_channel(info(plugin, target), channel);
+            h.post("/channel_self", &body).await;
+            h.send(reqwest::Method::PUT, "/channel_self", Some(&body))
+                .await;
+            h.send(reqwest::Method::DELETE, "/channel_self", Some(&body))
+                .await;
+        }
+    }
+    assert_eq!(
+        h.ops
+            .devices
+            .get_device(APP_ID, THIRD_DEVICE)
+            .await
+            .unwrap(),
+        victim_before
+    );
+    assert_eq!(
+        h.ops.devices.get_device(APP_ID, stranger).await.unwrap(),
+        None
+    );
+    assert_eq!(h.check(THIRD_DEVICE, "").await["version"], "1.2.0");
+    assert_eq!(h.check(OTHER_DEVICE, "").await["version"], "1.0.1");
+
+    // An app that still has plugins older than 7.34 opts in to server-side choices.
+    let mut app = Item::new();
+    app.insert("legacy_channel_self".into(), AttrValue::Bool(true));
+    h.ops.items.put_item(APP_ID, "app", &app).await.unwrap();
+    let (_, a) = h
+        .post(
+            "/channel_self",
+            &with_channel(info("7.0.0", OTHER_DEVICE), "beta"),
+        )
+        .await;
+    assert_eq!(a["status"], "ok", "{a}");
+    // Even then, a device's own choice never replaces an operator's assignment.
+    for channel in ["beta", "production"] {
+        h.post(
+            "/channel_self",
+            &with_channel(info("7.0.0", THIRD_DEVICE), channel),
+        )
+        .await;
+    }
+    h.send(
+        reqwest::Method::DELETE,
+        "/channel_self",
+        Some(&info("7.0.0", THIRD_DEVICE)),
+    )
+    .await;
+    assert_eq!(
+        h.ops
+            .devices
+            .get_device(APP_ID, THIRD_DEVICE)
+            .await
+            .unwrap(),
+        victim_before
+    );
+
     // Plugin 7.0 sends no defaultChannel: the server remembered its choice.
     let (_, a) = h
         .send(
@@ -495,6 +599,34 @@ async fn channels_and_overrides(h: Harness) {
         "1.0.1",
         "unset: back on the default"
     );
+    // setChannel to the default forgets the stored choice too.
+    h.post(
+        "/channel_self",
+        &with_channel(info("7.0.0", OTHER_DEVICE), "beta"),
+    )
+    .await;
+    assert_eq!(h.check(OTHER_DEVICE, "").await["version"], "1.1.0");
+    let (_, a) = h
+        .post(
+            "/channel_self",
+            &with_channel(info("7.0.0", OTHER_DEVICE), "production"),
+        )
+        .await;
+    assert_eq!(a["unset"], true, "{a}");
+    assert_eq!(h.check(OTHER_DEVICE, "").await["version"], "1.0.1");
+    // Turning the option off again: stored device choices no longer count.
+    h.post(
+        "/channel_self",
+        &with_channel(info("7.0.0", OTHER_DEVICE), "beta"),
+    )
+    .await;
+    assert_eq!(h.check(OTHER_DEVICE, "").await["version"], "1.1.0");
+    h.ops
+        .items
+        .put_item(APP_ID, "app", &Item::new())
+        .await
+        .unwrap();
+    assert_eq!(h.check(OTHER_DEVICE, "").await["version"], "1.0.1");
 
     // An operator override wins over defaultChannel, and needs no self-assignment.
     updraft::cli::operator::device(

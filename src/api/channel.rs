@@ -1,6 +1,10 @@
 //! `/channel_self` (protocol.md §6): devices choosing their channel. `POST` sets, `PUT` gets,
 //! `GET` lists (a bare array), `DELETE` unsets for plugins older than 7.34. Channel answers
 //! never carry `kind` (setChannel would read it as success).
+//!
+//! Nothing here trusts the `device_id` of a request: plugins from 7.34 keep their choice on the
+//! device, so the server stores a device's own choice only for an app that opts in with
+//! `legacy_channel_self` (old plugins); everywhere else a request changes nothing stored.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -39,6 +43,14 @@ fn app_not_found() -> Response {
     refusal(
         "app_not_found",
         "This app has no releases on this server".into(),
+    )
+}
+
+/// An old plugin asking the server to remember its channel, for an app that did not opt in.
+fn legacy_refused() -> Response {
+    refusal(
+        "channel_self_set_not_stored",
+        "This server keeps no channel choices for plugins older than 7.34: update @capgo/capacitor-updater, or ask the operator for an override".into(),
     )
 }
 
@@ -93,24 +105,32 @@ pub(super) async fn set_channel(
             "This channel does not allow devices to self associate".into(),
         )),
         Ok(true) => {
-            if keeps_channel_on_server(&req) {
-                if channel == snap.default_channel {
-                    state
-                        .devices
-                        .unset_channel(&req.app_id, &req.device_id, Some(ChannelSource::Device))
-                        .await
-                } else {
-                    state
-                        .devices
-                        .set_channel(&req.app_id, &req.device_id, &channel, ChannelSource::Device)
-                        .await
+            let is_default = channel == snap.default_channel;
+            if keeps_channel_on_server(&req) && !is_default {
+                if !snap.legacy_channel_self {
+                    tracing::info!(app_id = %req.app_id, device_id = %req.device_id, channel = %channel, "server-side channel choice refused");
+                    return Ok(legacy_refused());
                 }
-                .map_err(store_error)?;
+                state
+                    .devices
+                    .set_channel(&req.app_id, &req.device_id, &channel, ChannelSource::Device)
+                    .await
+                    .map_err(store_error)?;
+            } else if keeps_channel_on_server(&req) && snap.legacy_channel_self {
+                state
+                    .devices
+                    .unset_channel(&req.app_id, &req.device_id, Some(ChannelSource::Device))
+                    .await
+                    .map_err(store_error)?;
             }
             tracing::info!(app_id = %req.app_id, device_id = %req.device_id, channel = %channel, "channel self-assigned");
-            Ok(json(
-                serde_json::json!({ "status": "ok", "allowSet": true }),
-            ))
+            // The default is not a choice to remember: `unset` makes the plugin clear its local
+            // channel (protocol.md §6), so it follows a later change of the app's default.
+            Ok(json(if is_default {
+                serde_json::json!({ "status": "ok", "unset": true, "allowSet": true })
+            } else {
+                serde_json::json!({ "status": "ok", "allowSet": true })
+            }))
         }
     }
 }
@@ -139,7 +159,8 @@ pub(super) async fn get_channel(
         .any(|c| may_self_assign(&snap, c, &req) == Ok(true) && *c != snap.default_channel);
     let overridden = device
         .as_ref()
-        .and_then(|d: &DeviceState| d.channel.clone());
+        .filter(|d: &&DeviceState| snap.honours_override(d))
+        .and_then(|d| d.channel.clone());
     let (channel, status) = match (overridden, req.default_channel.as_deref()) {
         (Some(c), _) => (c, "override"),
         (None, Some(asked))
@@ -210,7 +231,8 @@ pub(super) async fn list_channels(
 }
 
 /// `DELETE /channel_self`: `unsetChannel` of plugins before 7.34; forgets what the device chose
-/// (never an operator's assignment).
+/// (never an operator's assignment), for an app with `legacy_channel_self`. Elsewhere nothing
+/// a device chose is stored, so there is nothing to forget.
 pub(super) async fn unset_channel(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -218,11 +240,14 @@ pub(super) async fn unset_channel(
 ) -> Result<Response, ApiError> {
     let body = read_body(&headers, body, BODY_LIMIT).await?;
     let req = parse_update_request(&body)?;
-    state
-        .devices
-        .unset_channel(&req.app_id, &req.device_id, Some(ChannelSource::Device))
-        .await
-        .map_err(store_error)?;
+    let snap = state.releases.get(&req.app_id).await.map_err(store_error)?;
+    if snap.is_some_and(|s| s.legacy_channel_self) {
+        state
+            .devices
+            .unset_channel(&req.app_id, &req.device_id, Some(ChannelSource::Device))
+            .await
+            .map_err(store_error)?;
+    }
     Ok(json(serde_json::json!({ "status": "ok" })))
 }
 

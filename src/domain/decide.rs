@@ -85,9 +85,11 @@ pub fn decide_update<'a>(
         ));
     };
 
-    // §4.2 channel: a device override first (an operator's, or an old plugin's setChannel),
+    // §4.2 channel: a device override first (an operator's, or an old plugin's setChannel
+    // where the app allows those),
     // then a requested channel, which must be the default or allow self-assignment.
     let overridden = device
+        .filter(|d| app.honours_override(d))
         .and_then(|d| d.channel.as_deref())
         .and_then(|c| app.channels.get_key_value(c))
         .map(|(name, _)| name.as_str());
@@ -757,6 +759,18 @@ mod tests {
             decide_update(&req, Some(&app), Some(&gone)).channel(),
             Some("production")
         );
+        // A device's own stored choice (an old plugin's setChannel) counts only where the app
+        // has legacy_channel_self: anyone can name any device id.
+        let own = DeviceState {
+            channel_source: Some(ChannelSource::Device),
+            ..qa.clone()
+        };
+        let d = decide_update(&req, Some(&app), Some(&own));
+        assert_eq!(d.channel(), Some("production"));
+        let mut legacy = app.clone();
+        legacy.legacy_channel_self = true;
+        let d = decide_update(&req, Some(&legacy), Some(&own));
+        assert_eq!(d.channel(), Some("beta"));
 
         let failed = DeviceState {
             failed_versions: ["1.0.1".to_owned()].into(),

@@ -355,6 +355,10 @@ impl ChannelReleases {
 #[derive(Debug, Clone, Default)]
 pub struct AppSnapshot {
     pub default_channel: String,
+    /// `legacy_channel_self` on the `app` item: a plugin older than 7.34 may store its own
+    /// `setChannel` choice on the server. Off by default, because such a request names a device
+    /// id that anyone can forge (protocol.md §6).
+    pub legacy_channel_self: bool,
     /// The `app` item as stored (app-wide settings such as auto-pause defaults).
     pub app_item: Item,
     pub channels: HashMap<String, ChannelReleases>,
@@ -378,6 +382,10 @@ impl AppSnapshot {
                     Ok(_) => {}
                     Err(e) => snap.problems.push(format!("item app: {e}")),
                 }
+                match get_bool(item, "legacy_channel_self", false) {
+                    Ok(b) => snap.legacy_channel_self = b,
+                    Err(e) => snap.problems.push(format!("item app: {e}")),
+                }
             } else if let Some(rest) = sk.strip_prefix("release#") {
                 let parsed = rest
                     .rsplit_once('#')
@@ -398,6 +406,13 @@ impl AppSnapshot {
             }
         }
         snap
+    }
+
+    /// Whether a device's stored channel override applies: always an operator's; a device's own
+    /// (an old plugin's setChannel) only while the app has `legacy_channel_self`.
+    pub fn honours_override(&self, device: &crate::domain::device::DeviceState) -> bool {
+        self.legacy_channel_self
+            || device.channel_source != Some(crate::domain::device::ChannelSource::Device)
     }
 
     /// The release for a channel and platform, if the channel serves that platform.
@@ -553,6 +568,12 @@ pub(crate) mod tests {
         assert!(snap.release("beta", Platform::Ios).is_some());
         assert!(snap.release("beta", Platform::Android).is_none());
         assert_eq!(snap.problems.len(), 1);
+        assert!(!snap.legacy_channel_self);
         assert_eq!(AppSnapshot::from_items([]).default_channel, "production");
+        let app = item(&[("legacy_channel_self", AttrValue::Bool(true))]);
+        assert!(AppSnapshot::from_items([("app", &app)]).legacy_channel_self);
+        let app = item(&[("legacy_channel_self", s("yes"))]);
+        let snap = AppSnapshot::from_items([("app", &app)]);
+        assert!(!snap.legacy_channel_self && snap.problems.len() == 1);
     }
 }

@@ -154,7 +154,8 @@ impl DeviceStore for DynamoDevices {
         channel: &str,
         source: ChannelSource,
     ) -> Result<(), StoreError> {
-        self.client
+        let mut request = self
+            .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(app_id, device_id)))
@@ -164,11 +165,12 @@ impl DeviceStore for DynamoDevices {
             .expression_attribute_names("#exp", TTL_ATTRIBUTE)
             .expression_attribute_values(":c", AttributeValue::S(channel.to_owned()))
             .expression_attribute_values(":s", AttributeValue::S(source.as_str().to_owned()))
-            .expression_attribute_values(":exp", self.expires_at())
-            .send()
-            .await
-            .map_err(|e| unavailable("UpdateItem", e))?;
-        Ok(())
+            .expression_attribute_values(":exp", self.expires_at());
+        if source == ChannelSource::Device {
+            // A device's own choice never replaces an operator's assignment.
+            request = request.condition_expression("attribute_not_exists(#s) OR #s = :s");
+        }
+        conditional_write(request.send().await, "UpdateItem").map(|_| ())
     }
 
     async fn unset_channel(

@@ -74,7 +74,9 @@ impl DeviceStore for EmbeddedStore {
             conn.execute(
                 "INSERT INTO devices (app_id, device_id, channel, channel_source, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (app_id, device_id) DO UPDATE SET channel = excluded.channel,
-                   channel_source = excluded.channel_source, expires_at = excluded.expires_at",
+                   channel_source = excluded.channel_source, expires_at = excluded.expires_at
+                 WHERE excluded.channel_source = 'operator' OR channel_source IS NULL
+                   OR channel_source = excluded.channel_source",
                 params![app_id, device_id, channel, source.as_str(), expires],
             )
             .map_err(unavailable)?;

@@ -55,7 +55,8 @@ pub trait DeviceStore: Send + Sync {
         app_id: &str,
         device_id: &str,
     ) -> Result<Option<DeviceState>, StoreError>;
-    /// Sets the device's channel override.
+    /// Sets the device's channel override. A device's own choice (`ChannelSource::Device`)
+    /// never replaces an operator's assignment: it is then ignored.
     async fn set_channel(
         &self,
         app_id: &str,

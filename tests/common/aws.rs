@@ -1,4 +1,5 @@
-//! Shared setup for the tests that talk to AWS-wire emulators (moto, s3s-fs) on 127.0.0.1.
+//! Shared setup for the tests that talk to AWS-wire emulators (moto, s3s-fs) on a loopback
+//! address (127.0.0.0/8).
 //! Clients get their endpoint and test credentials explicitly, never through process-wide
 //! environment variables, because tests run in parallel threads.
 
@@ -14,9 +15,13 @@ use updraft::aws::AwsTimeouts;
 pub fn emulator(var: &str) -> String {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => {
+            let host = url
+                .strip_prefix("http://")
+                .and_then(|rest| rest.split(':').next())
+                .and_then(|h| h.parse::<std::net::Ipv4Addr>().ok());
             assert!(
-                url.starts_with("http://127.0.0.1:"),
-                "{var}={url}: tests only talk to emulators on 127.0.0.1"
+                host.is_some_and(|h| h.is_loopback()),
+                "{var}={url}: tests only talk to emulators on loopback (127.0.0.0/8)"
             );
             url
         }
