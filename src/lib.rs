@@ -4,7 +4,8 @@
 //! The tree shows the core and its adapters: `domain` has no I/O (wire types, the decision,
 //! items, policy, health); `store` and `bundles` keep items and objects (embedded and AWS);
 //! `api` is the HTTP router, `cli` the operator commands, `lambda` the Lambda entrypoint, and
-//! `backend` wires a store and bundle storage from flags or the environment.
+//! `backend` wires a store and bundle storage from flags or the environment, `logging`
+//! sets up logs.
 
 pub mod api;
 pub mod aws;
@@ -14,4 +15,5 @@ pub mod bundles;
 pub mod cli;
 pub mod domain;
 pub mod lambda;
+pub mod logging;
 pub mod store;

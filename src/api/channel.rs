@@ -18,7 +18,9 @@ use serde::Deserialize;
 
 use super::{ApiError, AppState, BODY_LIMIT, json_response, read_body};
 use crate::domain::device::{ChannelSource, DeviceState};
-use crate::domain::protocol::{RequestError, UpdateRequest, parse_json_body, parse_update_request};
+use crate::domain::protocol::{
+    RequestError, UpdateRequest, clip_message, parse_json_body, parse_update_request,
+};
 use crate::domain::release::AppSnapshot;
 
 /// Plugins from this version on keep a chosen channel on the device (and send it as
@@ -36,7 +38,7 @@ fn json(value: serde_json::Value) -> Response {
 }
 
 fn refusal(error: &str, message: String) -> Response {
-    json(serde_json::json!({ "error": error, "message": message }))
+    json(serde_json::json!({ "error": error, "message": clip_message(&message) }))
 }
 
 fn app_not_found() -> Response {

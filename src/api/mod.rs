@@ -20,13 +20,14 @@ use crate::bundles::local::{LocalBundles, UrlRefusal};
 use crate::domain::decide::{Decision, decide_update};
 use crate::domain::protocol::{
     ErrorAnswer, Kind, RefusalAnswer, RefusalCode, RequestError, ResetAnswer, UpdateAnswer,
-    parse_update_request,
+    clip_message, parse_update_request,
 };
 use crate::store::cache::CachedReleases;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{DeviceStore, ReleaseControl, StatsSink};
 
 mod channel;
+pub mod listener;
 mod stats;
 
 /// Largest body accepted: a plugin's update check is well under 1 KiB.
@@ -46,7 +47,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The local setup of `updraft serve`: the embedded store and bundles in `data_dir`.
+    /// The local setup of `updraft serve`: the embedded store and bundles in `data_dir`, and
+    /// the store's housekeeping on a timer (on the current tokio runtime).
     pub fn embedded(
         data_dir: &std::path::Path,
         cache_ttl: std::time::Duration,
@@ -55,6 +57,7 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let store = EmbeddedStore::open(data_dir)?;
         let bundles = LocalBundles::open(data_dir, url_ttl)?;
+        store.spawn_housekeeping(crate::store::embedded_device_side::HOUSEKEEPING_EVERY);
         Ok(Self::from_embedded(store, bundles, cache_ttl, public_url))
     }
 
@@ -85,12 +88,18 @@ pub enum ApiError {
     BadRequest(#[from] RequestError),
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("the request body ended before its declared length")]
+    IncompleteBody,
+    #[error("the request body did not arrive within the read timeout")]
+    BodyTimeout,
     #[error("there is nothing at this path")]
     NotFound,
     #[error("this method is not allowed on this path")]
     MethodNotAllowed,
     #[error(transparent)]
     UrlRefused(#[from] UrlRefusal),
+    #[error("the requested range is outside the file")]
+    RangeNotSatisfiable,
     #[error("the update service is temporarily unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -102,9 +111,14 @@ impl ApiError {
         match self {
             ApiError::BadRequest(e) => (StatusCode::BAD_REQUEST, e.code()),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::IncompleteBody => (StatusCode::BAD_REQUEST, "incomplete_body"),
+            ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::UrlRefused(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::RangeNotSatisfiable => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 RefusalCode::ServiceUnavailable.as_str(),
@@ -117,7 +131,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = Cow::Owned(self.to_string());
+        let message = Cow::Owned(clip_message(&self.to_string()).into_owned());
         let body = if matches!(self, ApiError::Unavailable) {
             // The plugin reads `kind` at any status: a failed check, retried at the next start.
             serde_json::to_vec(&RefusalAnswer {
@@ -190,7 +204,8 @@ async fn health() -> Response {
     json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
 }
 
-/// Reads a body up to `BODY_LIMIT`, answering 413 beyond it.
+/// Reads a body up to `limit`: 413 beyond it, 400 for a body cut short, 408 for one that did
+/// not arrive within the listener's read timeout.
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
@@ -203,9 +218,21 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::TooLarge(limit));
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::TooLarge(limit))
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // Only the limit makes a 413; a body cut short (or too slow) is the client's fault.
+        let e = e.into_inner();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+        while let Some(c) = cause {
+            if c.is::<http_body_util::LengthLimitError>() {
+                return ApiError::TooLarge(limit);
+            }
+            if c.is::<listener::BodyTimedOut>() {
+                return ApiError::BodyTimeout;
+            }
+            cause = c.source();
+        }
+        ApiError::IncompleteBody
+    })
 }
 
 /// The origin a device used to reach us, for URLs we serve ourselves.
@@ -287,7 +314,7 @@ pub async fn update_check(
         Decision::Reset { .. } => serde_json::to_vec(&ResetAnswer { version: "builtin" }),
         Decision::Refuse(r) => serde_json::to_vec(&RefusalAnswer {
             error: r.code,
-            message: Cow::Borrowed(&r.message),
+            message: clip_message(&r.message),
             kind: r.code.kind(),
             version: r.version,
             old: r.old.as_ref().map(ToString::to_string),
@@ -333,13 +360,80 @@ async fn bundle(
     bundles
         .verify(&key, expires, signature)
         .inspect_err(|e| tracing::info!(key, refused = %e, "bundle download refused"))?;
-    let path = bundles
-        .path_of(&key)
-        .filter(|p| p.is_file())
-        .ok_or(ApiError::NotFound)?;
+    let path = bundles.regular_file(&key).ok_or(ApiError::NotFound)?;
+    let mut req = req;
+    if req
+        .headers()
+        .get(header::RANGE)
+        .is_some_and(|r| !is_single_byte_range(r.as_bytes()))
+    {
+        // RFC 9110 §14.2: a Range the server does not understand is ignored (a full 200).
+        req.headers_mut().remove(header::RANGE);
+    }
     let served = tower_http::services::ServeFile::new(path)
         .oneshot(req)
         .await
-        .map_err(|_| ApiError::Internal)?;
-    Ok(served.into_response())
+        .map_err(|_| ApiError::Internal)?
+        .into_response();
+    Ok(match served.status() {
+        s if !s.is_client_error() && !s.is_server_error() => served,
+        StatusCode::RANGE_NOT_SATISFIABLE => {
+            let mut res = ApiError::RangeNotSatisfiable.into_response();
+            if let Some(v) = served.headers().get(header::CONTENT_RANGE) {
+                res.headers_mut().insert(header::CONTENT_RANGE, v.clone());
+            }
+            res
+        }
+        StatusCode::NOT_FOUND => ApiError::NotFound.into_response(),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed.into_response(),
+        _ => ApiError::Internal.into_response(),
+    })
+}
+
+/// `bytes=<first>-[<last>]` or `bytes=-<suffix>`: one range, the only kind served; anything
+/// else (other units, several ranges, garbage) is ignored.
+fn is_single_byte_range(value: &[u8]) -> bool {
+    let Some(spec) = std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return false;
+    };
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit());
+    match (first.is_empty(), last.is_empty()) {
+        (false, true) => digits(first),
+        (true, false) => digits(last),
+        (false, false) => {
+            digits(first) && digits(last) && first.parse::<u64>().ok() <= last.parse::<u64>().ok()
+        }
+        (true, true) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_well_formed_byte_range_is_honoured() {
+        for ok in ["bytes=0-", "bytes=10-20", "bytes=-5", " bytes=7-7 "] {
+            assert!(is_single_byte_range(ok.as_bytes()), "{ok}");
+        }
+        for ignored in [
+            "bytes=",
+            "bytes=-",
+            "bytes=a-",
+            "bytes=20-10",
+            "bytes=0-1,5-6",
+            "items=0-1",
+            "bytes=99999999999999999999-",
+            "garbage",
+            "",
+        ] {
+            assert!(!is_single_byte_range(ignored.as_bytes()), "{ignored}");
+        }
+    }
 }

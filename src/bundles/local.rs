@@ -48,6 +48,8 @@ fn now_unix() -> u64 {
 impl LocalBundles {
     /// Opens `<data>/bundles`, creating the signing secret (`<data>/url-secret`, mode 0600) once.
     pub fn open(data_dir: &Path, ttl: Duration) -> Result<Self, BundleError> {
+        crate::store::private_dir(data_dir)
+            .map_err(|e| unavailable(format!("{}: {e}", data_dir.display())))?;
         let root = data_dir.join("bundles");
         std::fs::create_dir_all(&root).map_err(unavailable)?;
         let secret = load_or_create_secret(&data_dir.join("url-secret"))?;
@@ -57,6 +59,26 @@ impl LocalBundles {
     /// The file behind a key, if the key is well-formed.
     pub fn path_of(&self, key: &str) -> Option<PathBuf> {
         is_valid_key(key).then(|| self.root.join(key))
+    }
+
+    /// The file behind a key if it is a regular file reached without any symbolic link (the
+    /// bundles folder included): a link planted in the folder never leads a download outside.
+    pub fn regular_file(&self, key: &str) -> Option<PathBuf> {
+        let path = self.path_of(key)?;
+        let mut at = self.root.clone();
+        if !std::fs::symlink_metadata(&at).ok()?.is_dir() {
+            return None;
+        }
+        let segments: Vec<&str> = key.split('/').collect();
+        for (i, seg) in segments.iter().enumerate() {
+            at.push(seg);
+            let meta = std::fs::symlink_metadata(&at).ok()?;
+            let last = i + 1 == segments.len();
+            if (last && !meta.file_type().is_file()) || (!last && !meta.file_type().is_dir()) {
+                return None;
+            }
+        }
+        Some(path)
     }
 
     fn mac(&self, key: &str, expires: u64) -> HmacSha256 {

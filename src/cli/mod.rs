@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::api::listener::ListenLimits;
 use crate::api::router;
 use crate::backend::{Backend, ServeSettings};
 use crate::cli::publish::{BundleSource, Encryption, ReleaseSpec, publish};
@@ -192,6 +193,13 @@ pub struct ServeArgs {
     /// Seconds a bundle download URL stays valid.
     #[arg(long, env = "UPDRAFT_URL_TTL", default_value_t = 3600)]
     pub url_ttl: u64,
+    /// Seconds a client has to send a request's headers (idle connections are closed after
+    /// it), and again to send its body.
+    #[arg(long, env = "UPDRAFT_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub read_timeout: u64,
+    /// Most connections open at once; more wait until one closes.
+    #[arg(long, env = "UPDRAFT_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -452,9 +460,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => format!("http://{local}"),
     };
     print_config(&origin, &args.store.describe(), local);
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let limits = ListenLimits {
+        read_timeout: Duration::from_secs(args.read_timeout),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+    };
+    crate::api::listener::serve(listener, router(state), limits, shutdown_signal()).await?;
     Ok(())
 }
 

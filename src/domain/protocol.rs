@@ -301,6 +301,18 @@ fn non_empty(s: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
     s.filter(|s| !s.is_empty())
 }
 
+/// The longest error message sent back, in characters: enough for a sentence that quotes a
+/// value, never an echo of a stranger's 60 KB body.
+pub const MESSAGE_LIMIT: usize = 256;
+
+/// An error message cut to `MESSAGE_LIMIT` characters (with `…` when it was longer).
+pub fn clip_message(s: &str) -> Cow<'_, str> {
+    match s.char_indices().nth(MESSAGE_LIMIT) {
+        None => Cow::Borrowed(s),
+        Some((end, _)) => Cow::Owned(format!("{}…", &s[..end])),
+    }
+}
+
 /// Error messages quote the offending value; a stranger's megabyte string is cut short.
 fn clip(s: &str) -> String {
     s.chars().take(64).collect()
@@ -403,6 +415,19 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn messages_are_clipped_on_a_character_boundary() {
+        assert_eq!(clip_message("short"), "short");
+        let long = "é".repeat(MESSAGE_LIMIT + 10);
+        let clipped = clip_message(&long);
+        assert_eq!(clipped.chars().count(), MESSAGE_LIMIT + 1);
+        assert!(clipped.ends_with('…'));
+        assert_eq!(
+            clip_message(&"x".repeat(MESSAGE_LIMIT)).len(),
+            MESSAGE_LIMIT
+        );
+    }
 
     const GOOD: &str = r#"{"platform":"android","device_id":"6A1F0B3E-1111-4222-8333-9C2D00000000",
         "app_id":"com.example.app","custom_id":"","version_build":"1.2","version_code":"12",

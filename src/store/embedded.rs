@@ -2,7 +2,7 @@
 //! `updraft release` can write while `updraft serve` reads from another process, and a crash
 //! never leaves a half-written item.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,11 +13,53 @@ use crate::domain::release::{AppSnapshot, Item};
 use crate::store::{ItemWriter, ReleaseStore, StoreError};
 
 /// Items keyed like the DynamoDB table: `app_id` + `sk`, attributes as a JSON object.
+///
+/// One writer connection, owned by a thread of its own that runs writes in order (a write that
+/// waits for another process's lock holds that thread, never the async runtime), and a pool of
+/// read connections: in WAL mode readers never wait for a writer, so update checks and reads
+/// go on while `updraft release` or a stats batch holds the write lock.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    pub(crate) conn: Arc<Mutex<Connection>>,
+    writer: tokio::sync::mpsc::Sender<WriteJob>,
+    readers: Arc<ReadPool>,
     /// Seconds a device item lives after its last write.
     pub(crate) device_ttl_secs: u64,
+}
+
+type WriteJob = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Writes waiting for the writer thread; beyond this, callers wait (asynchronously) to queue.
+const WRITE_QUEUE: usize = 256;
+/// Idle read connections kept open.
+const IDLE_READERS: usize = 8;
+/// How long a read waits on a lock: only a WAL recovery or an exclusive lock can hold it.
+const READ_BUSY_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Read connections, opened on demand and kept for reuse.
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn take(&self) -> Result<Connection, StoreError> {
+        if let Some(conn) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(conn);
+        }
+        let conn = Connection::open(&self.path).map_err(unavailable)?;
+        conn.busy_timeout(READ_BUSY_TIMEOUT).map_err(unavailable)?;
+        // A reader can never write, whatever a bug asks of it.
+        conn.pragma_update(None, "query_only", true)
+            .map_err(unavailable)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+    }
 }
 
 /// How long a write waits for another process's write lock before giving up.
@@ -43,9 +85,12 @@ impl EmbeddedStore {
         busy_timeout: Duration,
         device_ttl_secs: u64,
     ) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir)
+        crate::store::private_dir(data_dir)
             .map_err(|e| unavailable(format!("{}: {e}", data_dir.display())))?;
-        let conn = Connection::open(data_dir.join("updraft.db")).map_err(unavailable)?;
+        let path = data_dir.join("updraft.db");
+        crate::store::private_file(&path)
+            .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+        let conn = Connection::open(&path).map_err(unavailable)?;
         conn.busy_timeout(busy_timeout).map_err(unavailable)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(unavailable)?;
@@ -83,24 +128,80 @@ impl EmbeddedStore {
         )
         .map_err(unavailable)?;
         Ok(EmbeddedStore {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: spawn_writer(conn),
+            readers: Arc::new(ReadPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
             device_ttl_secs,
         })
     }
 
-    /// Runs a blocking SQLite call off the async runtime.
+    /// Runs a write on the writer thread, off the async runtime, after the writes queued
+    /// before it.
     pub(crate) async fn with_conn<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(unavailable)?
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| unavailable("the database writer stopped"))?;
+        rx.await
+            .map_err(|_| unavailable("a database write failed unexpectedly"))?
     }
+
+    /// Runs a read on a read connection of its own, on the blocking pool.
+    pub(crate) async fn with_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || read_on(&readers, f))
+            .await
+            .map_err(unavailable)?
+    }
+
+    /// Runs a point read right here: on a WAL database it never waits for a writer and takes
+    /// microseconds, so the update check's device read stays off the blocking pool.
+    pub(crate) fn read_now<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        read_on(&self.readers, f)
+    }
+}
+
+fn read_on<T>(
+    readers: &ReadPool,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let conn = readers.take()?;
+    let out = f(&conn);
+    readers.give_back(conn);
+    out
+}
+
+/// The writer thread: owns the write connection and runs queued writes one by one until every
+/// handle on the store is dropped. A panicking write loses only its own answer.
+fn spawn_writer(mut conn: Connection) -> tokio::sync::mpsc::Sender<WriteJob> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteJob>(WRITE_QUEUE);
+    std::thread::Builder::new()
+        .name("updraft-sqlite-writer".into())
+        .spawn(move || {
+            while let Some(job) = rx.blocking_recv() {
+                let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
+                if std::panic::catch_unwind(run).is_err() {
+                    tracing::error!("a database write panicked");
+                }
+            }
+        })
+        .expect("cannot start the database writer thread");
+    tx
 }
 
 pub(crate) fn decode(sk: &str, attrs: &str) -> Result<Item, StoreError> {
@@ -115,7 +216,7 @@ pub(crate) fn encode(item: &Item) -> Result<String, StoreError> {
 impl ReleaseStore for EmbeddedStore {
     async fn load_app(&self, app_id: &str) -> Result<Option<AppSnapshot>, StoreError> {
         let app_id = app_id.to_owned();
-        self.with_conn(move |conn| {
+        self.with_read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT sk, attrs FROM items WHERE app_id = ?1 AND (sk = 'app' OR sk >= 'release#' AND sk < 'release$')",

@@ -25,6 +25,44 @@ fn now_unix() -> u64 {
 /// How long a batch id is remembered to refuse a resend (DynamoDB's request tokens: 10 min).
 const BATCH_MEMORY_SECS: u64 = 24 * 3600;
 
+/// How often `updraft serve` sweeps expired devices and old batch ids.
+pub const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl EmbeddedStore {
+    /// Forgets batch ids older than a day and devices past their expiry: one short write,
+    /// run on a timer (`spawn_housekeeping`), never inside a request.
+    pub async fn housekeep(&self) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            let now = now_unix() as i64;
+            conn.execute(
+                "DELETE FROM stats_batches WHERE at < ?1",
+                params![now - BATCH_MEMORY_SECS as i64],
+            )
+            .map_err(unavailable)?;
+            conn.execute("DELETE FROM devices WHERE expires_at < ?1", params![now])
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs `housekeep` now and then every `every`, on the current tokio runtime, for as long
+    /// as the returned task is not aborted.
+    pub fn spawn_housekeeping(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.housekeep().await {
+                    tracing::warn!(error = %e, "housekeeping of the embedded store failed");
+                }
+            }
+        })
+    }
+}
+
 #[async_trait]
 impl DeviceStore for EmbeddedStore {
     async fn get_device(
@@ -32,11 +70,9 @@ impl DeviceStore for EmbeddedStore {
         app_id: &str,
         device_id: &str,
     ) -> Result<Option<DeviceState>, StoreError> {
-        // A point read on a WAL database never waits for writers and takes microseconds:
-        // done inline, it keeps the update check off the blocking pool.
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let row = conn
-            .prepare_cached(
+        // A point read on a read connection: never behind a writer, done inline.
+        let row = self.read_now(|conn| {
+            conn.prepare_cached(
                 "SELECT channel, channel_source, failed_versions, last_seen FROM devices
                  WHERE app_id = ?1 AND device_id = ?2 AND expires_at >= ?3",
             )
@@ -51,7 +87,8 @@ impl DeviceStore for EmbeddedStore {
                 })
                 .optional()
             })
-            .map_err(unavailable)?;
+            .map_err(unavailable)
+        })?;
         Ok(row.map(|(channel, source, failed, last_seen)| DeviceState {
             channel,
             channel_source: source.as_deref().and_then(ChannelSource::parse),
@@ -160,10 +197,6 @@ impl StatsSink for EmbeddedStore {
                 )
                 .map_err(unavailable)?;
             }
-            // Housekeeping rides on writes: forget old batch ids and expired devices.
-            tx.execute("DELETE FROM stats_batches WHERE at < ?1", params![now - BATCH_MEMORY_SECS as i64])
-                .map_err(unavailable)?;
-            tx.execute("DELETE FROM devices WHERE expires_at < ?1", params![now]).map_err(unavailable)?;
             tx.commit().map_err(unavailable)
         })
         .await
@@ -171,7 +204,7 @@ impl StatsSink for EmbeddedStore {
 
     async fn counts(&self, key: &CounterKey) -> Result<ActionCounts, StoreError> {
         let key = key.clone();
-        self.with_conn(move |conn| {
+        self.with_read(move |conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT action, n FROM counters WHERE app_id = ?1 AND channel = ?2 AND version = ?3")
                 .map_err(unavailable)?;
@@ -190,7 +223,7 @@ impl StatsSink for EmbeddedStore {
         app_id: &str,
     ) -> Result<Vec<(CounterKey, ActionCounts)>, StoreError> {
         let app_id = app_id.to_owned();
-        self.with_conn(move |conn| {
+        self.with_read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT channel, version, action, n FROM counters WHERE app_id = ?1",
@@ -402,6 +435,33 @@ mod tests {
             "failures persist across batches"
         );
         assert!(dev.last_seen.is_some());
+    }
+
+    #[tokio::test]
+    async fn housekeeping_forgets_expired_devices_and_old_batch_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store
+            .record(&batch("old", "1.0.1", &[("set", 1)], true))
+            .await
+            .unwrap();
+        let rows = |sql: &'static str| {
+            let conn = rusqlite::Connection::open(dir.path().join("updraft.db")).unwrap();
+            conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap()
+        };
+        // Age both rows past their lifetime, from another connection.
+        let conn = rusqlite::Connection::open(dir.path().join("updraft.db")).unwrap();
+        conn.execute_batch("UPDATE devices SET expires_at = 1; UPDATE stats_batches SET at = 1;")
+            .unwrap();
+        // A request never sweeps: a new batch leaves the old rows alone.
+        let mut fresh = batch("new", "1.0.2", &[("set", 1)], false);
+        fresh.devices_seen.clear();
+        store.record(&fresh).await.unwrap();
+        assert_eq!(rows("SELECT count(*) FROM stats_batches"), 2);
+        assert_eq!(rows("SELECT count(*) FROM devices"), 1);
+        store.housekeep().await.unwrap();
+        assert_eq!(rows("SELECT count(*) FROM stats_batches"), 1);
+        assert_eq!(rows("SELECT count(*) FROM devices"), 0);
     }
 
     #[tokio::test]

@@ -15,6 +15,35 @@ use crate::domain::health::Health;
 use crate::domain::release::{AppSnapshot, Item};
 use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch};
 
+/// Creates the data folder (and its parents) and makes it private to this user (0700): it
+/// holds the database and the secret that signs download URLs.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Makes a file readable and writable by this user only (0600), creating it empty if needed,
+/// before anything is written to it. SQLite gives its `-wal` and `-shm` files the same mode.
+pub fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        open.mode(0o600);
+        drop(open.open(path)?);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    drop(open.open(path)?);
+    Ok(())
+}
+
 /// A store failure. The detail is for logs; devices only learn that the service is unavailable.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
