@@ -34,8 +34,26 @@ pub async fn run() -> Result<(), lambda_http::Error> {
     );
     let app = tower::ServiceBuilder::new()
         .map_request(strip_stage)
+        .map_request(source_ip)
         .service(router(state));
     lambda_http::run(app).await
+}
+
+/// The address API Gateway saw the request come from (`requestContext.http.sourceIp`), for
+/// the auto-pause evidence. Headers such as `X-Forwarded-For` are the client's to write.
+fn source_ip(mut req: lambda_http::Request) -> lambda_http::Request {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    let ip = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
+        _ => None,
+    };
+    if let Some(ip) = ip.and_then(|ip| ip.parse().ok()) {
+        req.extensions_mut()
+            .insert(crate::api::source::SourceIp(ip));
+    }
+    req
 }
 
 /// API Gateway puts a named stage in the path (`/prod/updates`) and lambda_http keeps it

@@ -48,10 +48,18 @@ enum Outage {
     },
 }
 
+/// Serves as `updraft serve` does: each request's source is its TCP peer.
 async fn serve(state: AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(axum::serve(listener, router(Arc::new(state))).into_future());
+    let app = updraft::api::source::with_source(router(Arc::new(state)), false);
+    tokio::spawn(
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .into_future(),
+    );
     origin
 }
 
@@ -156,8 +164,20 @@ impl Harness {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> (u16, serde_json::Value) {
+        self.send_from(None, method, path, body).await
+    }
+
+    /// A request from the source address `from` (the client socket is bound to it).
+    async fn send_from(
+        &self,
+        from: Option<std::net::IpAddr>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
+            .local_address(from)
             .build()
             .unwrap();
         let mut req = client.request(method, format!("{}{path}", self.origin));
@@ -244,7 +264,7 @@ async fn stats_scenario(h: Harness) {
     // (A failure in it makes the batch write the devices table too.)
     let batch = serde_json::json!([
         event(DEVICE_ID, "set", "1.0.1"),
-        event(OTHER_DEVICE, "checksum_fail", "1.0.1")
+        event(DEVICE_ID, "checksum_fail", "1.0.1")
     ]);
     let healed = match &h.outage {
         Outage::Embedded(db) => {
@@ -320,23 +340,37 @@ async fn failed_versions_and_auto_pause(h: Harness) {
     h.release(
         "production",
         "1.0.2",
-        &[("auto_pause_min_attempts", AttrValue::N(10.into()))],
+        &[
+            ("auto_pause_min_attempts", AttrValue::N(10.into())),
+            ("auto_pause_min_networks", AttrValue::N(2.into())),
+        ],
     )
     .await;
     assert_eq!(h.check(DEVICE_ID, "").await["version"], "1.0.2");
 
-    // 1.0.2 fails on most devices: once the evidence is strong enough it is paused.
-    let mut events = Vec::new();
-    for i in 0..12 {
+    // 1.0.2 fails on most devices: once the evidence is strong enough it is paused. (This
+    // release asks for failures from 2 networks: 127.0.0.0/24 and 127.0.1.0/24.) Each device
+    // sends its own batch; its `set` and `update_fail` count once each, however often sent.
+    for i in 0..12u8 {
         let device = format!("00000000-0000-4000-8000-{i:012}");
-        events.push(event(
-            &device,
-            if i < 2 { "set" } else { "update_fail" },
-            "1.0.2",
-        ));
+        let from: std::net::IpAddr = if i % 2 == 0 { "127.0.0.1" } else { "127.0.1.1" }
+            .parse()
+            .unwrap();
+        let mut events = vec![event(&device, "set", "1.0.2")];
+        if i >= 2 {
+            events.push(event(&device, "update_fail", "1.0.2"));
+            events.push(event(&device, "update_fail", "1.0.2"));
+        }
+        let (status, _) = h
+            .send_from(
+                Some(from),
+                reqwest::Method::POST,
+                "/stats",
+                Some(&serde_json::Value::Array(events)),
+            )
+            .await;
+        assert_eq!(status, 200);
     }
-    let (status, _) = h.post("/stats", &serde_json::Value::Array(events)).await;
-    assert_eq!(status, 200);
     let answer = h.check(THIRD_DEVICE, "").await;
     assert_eq!(answer["error"], "release_paused", "{answer}");
     assert_eq!(answer["kind"], "blocked");
@@ -360,7 +394,59 @@ async fn failed_versions_and_auto_pause(h: Harness) {
     assert_eq!(item.get("paused"), Some(&AttrValue::Bool(false)));
     assert_eq!(
         item.get("pause_baseline_failures"),
-        Some(&AttrValue::N(10.into()))
+        Some(&AttrValue::N(20.into()))
+    );
+}
+
+/// A device id nobody has.
+fn random_device() -> String {
+    let n: u128 = rand::random();
+    let h = format!("{n:032x}");
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// Forged stats from one source address, naming 200 made-up devices, in both forms the plugin
+/// uses: the release keeps serving (with the default policy) and no victim is marked failed.
+async fn forged_stats_leave_the_release_serving(h: Harness) {
+    h.release("production", "1.0.1", &[]).await;
+    let victims: Vec<String> = (0..200).map(|_| random_device()).collect();
+    let events: Vec<_> = victims
+        .iter()
+        .flat_map(|d| [event(d, "set", "1.0.1"), event(d, "update_fail", "1.0.1")])
+        .collect();
+    let (status, answer) = h.post("/stats", &serde_json::Value::Array(events)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["skipped"], 200, "a batch is at most 200 events");
+    for _ in 0..200 {
+        let (status, _) = h
+            .post("/stats", &event(&random_device(), "update_fail", "1.0.1"))
+            .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        h.check(THIRD_DEVICE, "").await["version"],
+        "1.0.1",
+        "one network never pauses a release"
+    );
+    let item = h
+        .ops
+        .items
+        .get_item(APP_ID, "release#production#all")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(item.get("paused"), Some(&AttrValue::Bool(true)));
+    assert_eq!(
+        h.check(&victims[1], "").await["version"],
+        "1.0.1",
+        "a batch marks only its own device as failed"
     );
 }
 
@@ -686,6 +772,16 @@ async fn failed_versions_and_auto_pause_dynamo() {
 }
 
 #[tokio::test]
+async fn forged_stats_leave_the_release_serving_embedded() {
+    forged_stats_leave_the_release_serving(embedded().await).await;
+}
+
+#[tokio::test]
+async fn forged_stats_leave_the_release_serving_dynamo() {
+    forged_stats_leave_the_release_serving(dynamo().await).await;
+}
+
+#[tokio::test]
 async fn channels_and_overrides_embedded() {
     channels_and_overrides(embedded().await).await;
 }
@@ -693,4 +789,206 @@ async fn channels_and_overrides_embedded() {
 #[tokio::test]
 async fn channels_and_overrides_dynamo() {
     channels_and_overrides(dynamo().await).await;
+}
+
+/// Records the DynamoDB operation of every HTTP request a client sends (retries included),
+/// with the number of items of a TransactWriteItems.
+#[derive(Debug, Clone, Default)]
+struct CallLog(Arc<std::sync::Mutex<Vec<(String, usize)>>>);
+
+impl aws_sdk_dynamodb::config::Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "CallLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let req = context.request();
+        let op = req
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("?")
+            .to_owned();
+        let items = req
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .and_then(|v| v["TransactItems"].as_array().map(Vec::len))
+            .unwrap_or(0);
+        self.0.lock().unwrap().push((op, items));
+        Ok(())
+    }
+}
+
+/// DynamoDB's size of an item (attribute names plus values; numbers as their digits), bytes.
+fn item_size(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    item.iter()
+        .map(|(k, v)| {
+            k.len()
+                + match v {
+                    V::S(s) => s.len(),
+                    V::N(n) => n.len().div_ceil(2) + 1,
+                    V::Ss(ss) => ss.iter().map(String::len).sum(),
+                    V::Bool(_) => 1,
+                    _ => 8,
+                }
+        })
+        .sum()
+}
+
+/// The most one `/stats` request can cost on DynamoDB: 200 events (the batch cap) about 18
+/// releases of the app on 18 channels, every counted action, failures of many versions by the
+/// batch's device, unknown apps and versions. Counted with an interceptor on the server's
+/// client; write units from the sizes of the items written.
+#[tokio::test]
+async fn worst_case_stats_request_cost_dynamo() {
+    let conf = config_for(&emulator("UPDRAFT_TEST_MOTO"), AwsTimeouts::SERVING).await;
+    let plain = dynamo_client(&conf);
+    let log = CallLog::default();
+    let counted = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&conf)
+            .interceptor(log.clone())
+            .build(),
+    );
+    let (table, devices) = (unique("releases"), unique("devices"));
+    create_table(&plain, &table).await.unwrap();
+    create_devices_table(&plain, &devices).await.unwrap();
+    let writer = DynamoStore::new(plain.clone(), table.clone());
+    use updraft::store::ItemWriter;
+    let channels: Vec<String> = (0..18).map(|i| format!("c{i}")).collect();
+    for (i, c) in channels.iter().enumerate() {
+        let mut item = Item::new();
+        item.insert("version".into(), AttrValue::S(format!("1.0.{i}")));
+        item.insert(
+            "url".into(),
+            AttrValue::S("https://cdn.example.com/b.zip".into()),
+        );
+        item.insert("checksum".into(), AttrValue::S(SUM.into()));
+        writer
+            .put_item(APP_ID, &release_sk(c, Target::All), &item)
+            .await
+            .unwrap();
+    }
+    let store = Arc::new(DynamoStore::new(counted.clone(), table.clone()));
+    let state = AppState {
+        releases: CachedReleases::new(store.clone(), Duration::ZERO),
+        devices: Arc::new(DynamoDevices::new(counted.clone(), devices.clone(), 3600)),
+        stats: Arc::new(DynamoStats::new(
+            counted.clone(),
+            table.clone(),
+            devices.clone(),
+            3600,
+        )),
+        control: store,
+        signer: Arc::new(S3Bundles::new(
+            s3_client(&conf),
+            "bundles",
+            Duration::from_secs(60),
+        )),
+        local_bundles: None,
+        public_url: None,
+    };
+    let origin = serve(state).await;
+
+    let actions: Vec<&str> = updraft::domain::stats::COUNTED_ACTIONS
+        .iter()
+        .copied()
+        .chain(["made_up_1", "made_up_2"])
+        .collect();
+    let events: Vec<serde_json::Value> = (0..260)
+        .map(|i| {
+            let c = i % channels.len();
+            let device = if i % 3 == 0 {
+                DEVICE_ID.to_owned()
+            } else {
+                random_device()
+            };
+            let action = if i % 3 == 0 {
+                "update_fail"
+            } else {
+                actions[i % actions.len()]
+            };
+            let mut e = event(&device, action, &format!("1.0.{c}"));
+            e["defaultChannel"] = channels[c].clone().into();
+            match i % 13 {
+                5 => e["version_name"] = "7.7.7".into(),
+                7 => e["app_id"] = format!("com.madeup.app{i}").into(),
+                _ => {}
+            }
+            e
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    log.0.lock().unwrap().clear();
+    let res = client
+        .post(format!("{origin}/stats"))
+        .json(&events)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let calls = log.0.lock().unwrap().clone();
+    let mut by_op: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (op, _) in &calls {
+        *by_op.entry(op.as_str()).or_default() += 1;
+    }
+    let transact_items: usize = calls.iter().map(|(_, n)| n).sum();
+
+    // Write units: 2 per KB per transactional item, 1 per KB per single-item write.
+    let mut transact_wcu = 0;
+    for shard in 0..updraft::store::dynamo_stats::COUNTER_SHARDS {
+        let page = plain
+            .query()
+            .table_name(&table)
+            .key_condition_expression("app_id = :p")
+            .expression_attribute_values(
+                ":p",
+                aws_sdk_dynamodb::types::AttributeValue::S(
+                    updraft::store::dynamo_stats::counter_partition(APP_ID, shard),
+                ),
+            )
+            .send()
+            .await
+            .unwrap();
+        for item in page.items() {
+            transact_wcu += 2 * item_size(item).div_ceil(1024);
+        }
+    }
+    let device_item = plain
+        .get_item()
+        .table_name(&devices)
+        .key(
+            "app_id",
+            aws_sdk_dynamodb::types::AttributeValue::S(APP_ID.into()),
+        )
+        .key(
+            "device_id",
+            aws_sdk_dynamodb::types::AttributeValue::S(DEVICE_ID.into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    transact_wcu += 2 * item_size(device_item.item().unwrap()).div_ceil(1024);
+    let single_writes = by_op.get("PutItem").unwrap_or(&0) + by_op.get("UpdateItem").unwrap_or(&0);
+    eprintln!(
+        "worst-case /stats request: {} DynamoDB calls {by_op:?}; {transact_items} transaction items = \
+         {transact_wcu} write units, plus {single_writes} single-item writes of under 1 KB = \
+         {single_writes} write units",
+        calls.len()
+    );
+    assert_eq!(by_op.get("Query"), Some(&1), "the app's releases, once");
+    assert_eq!(by_op.get("TransactWriteItems"), Some(&1));
+    assert!(transact_items <= updraft::domain::stats::MAX_COUNTERS_PER_BATCH + 1);
+    assert!(by_op.get("GetItem").unwrap_or(&0) <= &1);
+    assert!(single_writes <= 3 * updraft::domain::stats::MAX_MARKS_PER_BATCH + 2);
+    assert!(calls.len() <= 18, "{calls:?}");
+    assert!(transact_wcu <= 80, "{transact_wcu} write units");
 }

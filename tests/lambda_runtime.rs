@@ -49,6 +49,85 @@ fn without_query(url: &str) -> &str {
     url.split('?').next().unwrap()
 }
 
+/// The Runtime API emulator, and the built binary polling it as Lambda runs it.
+struct Lambda {
+    port: u16,
+    client: reqwest::Client,
+    _emulator: Group,
+    _function: Group,
+}
+
+impl Lambda {
+    async fn start(env: &[(String, String)]) -> Lambda {
+        let port = free_port();
+        let emulator = Command::new("cargo")
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("cargo lambda is not installed: run scripts/test.sh (or scripts/setup.sh)");
+        let emulator = Group(emulator);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the Lambda runtime emulator did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let function = updraft()
+            .envs(pairs(env))
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{port}/.rt"),
+            )
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("UPDRAFT_CACHE_TTL", "10")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        Lambda {
+            port,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            _emulator: emulator,
+            _function: Group(function),
+        }
+    }
+
+    /// Invokes the function with an event; its answer (an API Gateway v2 response).
+    async fn invoke(&self, event: serde_json::Value) -> serde_json::Value {
+        let res = self
+            .client
+            .post(format!(
+                "http://127.0.0.1:{}/2015-03-31/functions/_/invocations",
+                self.port
+            ))
+            .json(&event)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "the emulator's invoke call");
+        res.json::<serde_json::Value>().await.unwrap()
+    }
+}
+
 #[tokio::test]
 async fn lambda_answers_equal_the_local_server() {
     let env = binary_env().await;
@@ -94,66 +173,9 @@ async fn lambda_answers_equal_the_local_server() {
         .unwrap();
     assert_eq!(local["version"], "1.0.1", "{local}");
 
-    // The Runtime API emulator, then the binary as Lambda runs it.
-    let port = free_port();
-    let emulator = Command::new("cargo")
-        .args([
-            "lambda",
-            "watch",
-            "--only-lambda-apis",
-            "-A",
-            "127.0.0.1",
-            "-P",
-            &port.to_string(),
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("cargo lambda is not installed: run scripts/test.sh (or scripts/setup.sh)");
-    let _emulator = Group(emulator);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the Lambda runtime emulator did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let lambda = Lambda::start(&env).await;
     let started = Instant::now();
-    let function = updraft()
-        .envs(pairs(&env))
-        .env(
-            "AWS_LAMBDA_RUNTIME_API",
-            format!("http://127.0.0.1:{port}/.rt"),
-        )
-        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("UPDRAFT_CACHE_TTL", "10")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let _function = Group(function);
-
-    let invoke = |event: serde_json::Value| {
-        let client = client.clone();
-        async move {
-            let res = client
-                .post(format!(
-                    "http://127.0.0.1:{port}/2015-03-31/functions/_/invocations"
-                ))
-                .json(&event)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200, "the emulator's invoke call");
-            res.json::<serde_json::Value>().await.unwrap()
-        }
-    };
+    let invoke = |event: serde_json::Value| lambda.invoke(event);
 
     // `$default` stage, and a named stage (whose name API Gateway puts in the path).
     for name in ["update-check.json", "update-check-stage.json"] {
@@ -199,4 +221,143 @@ async fn lambda_answers_equal_the_local_server() {
     let answer: serde_json::Value =
         serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
     assert_eq!(answer["error"], "missing_device_id");
+}
+
+/// An API Gateway v2 event for `POST <path>` with `body`, from `source_ip`.
+fn v2_event(path: &str, body: &serde_json::Value, source_ip: &str) -> serde_json::Value {
+    let mut event = fixture("update-check.json");
+    event["rawPath"] = path.into();
+    event["routeKey"] = format!("POST {path}").into();
+    event["requestContext"]["routeKey"] = format!("POST {path}").into();
+    event["requestContext"]["http"]["path"] = path.into();
+    event["requestContext"]["http"]["sourceIp"] = source_ip.into();
+    event["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("content-length");
+    // A forger may write any header; only API Gateway's sourceIp counts.
+    event["headers"]["x-forwarded-for"] = "192.0.2.1".into();
+    event["body"] = body.to_string().into();
+    event
+}
+
+fn answer_of(response: &serde_json::Value) -> serde_json::Value {
+    assert_eq!(response["statusCode"], 200, "{response}");
+    serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
+}
+
+const FORGED_APP: &str = "com.example.forged";
+
+fn stats_event(device: &str, action: &str) -> serde_json::Value {
+    let mut e = plugin_body(APP_ID, "1.0.0", "1.0.1");
+    e["device_id"] = device.into();
+    e["action"] = action.into();
+    e["old_version_name"] = "".into();
+    e["timestamp"] = 1_795_910_400_000u64.into();
+    e
+}
+
+#[tokio::test]
+async fn lambda_pauses_on_evidence_from_api_gateways_source_ip() {
+    let env = binary_env().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let web = tmp.path().join("www");
+    write_web_dir(&web, "lambda evidence 1.0.1");
+    // The forger's app and the real devices' app, so that the forger's one network is not
+    // one of the genuine 30.
+    for app in [FORGED_APP, APP_ID] {
+        let out = updraft()
+            .args(["release", "--app", app, "--version", "1.0.1", "--dir"])
+            .arg(&web)
+            .envs(pairs(&env))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let value = |name: &str| env.iter().find(|(k, _)| k == name).unwrap().1.clone();
+    let conf = aws_common::config_for(
+        &value("AWS_ENDPOINT_URL_DYNAMODB"),
+        updraft::aws::AwsTimeouts::OPERATOR,
+    )
+    .await;
+    let store = updraft::store::dynamo::DynamoStore::new(
+        updraft::aws::dynamo_client(&conf),
+        value("UPDRAFT_TABLE"),
+    );
+    let paused = |app: &'static str| async {
+        use updraft::store::ItemWriter;
+        let item = store
+            .get_item(app, "release#production#all")
+            .await
+            .unwrap()
+            .unwrap();
+        match item.get("paused") {
+            Some(updraft::domain::release::AttrValue::Bool(true)) => item
+                .get("pause_reason")
+                .map(|r| format!("{r:?}"))
+                .or(Some(String::new())),
+            _ => None,
+        }
+    };
+    let lambda = Lambda::start(&env).await;
+    let device = |n: u32| format!("00000000-0000-4000-8000-{n:012}");
+
+    // Forged: 200 made-up devices from one address, as an array and as single objects.
+    let forged_event = |n: u32| {
+        let mut e = stats_event(&device(n), "update_fail");
+        e["app_id"] = FORGED_APP.into();
+        e
+    };
+    let forged: Vec<_> = (0..200).map(|i| forged_event(10_000 + i)).collect();
+    let answer = answer_of(
+        &lambda
+            .invoke(v2_event(
+                "/stats",
+                &serde_json::Value::Array(forged),
+                "198.51.100.7",
+            ))
+            .await,
+    );
+    assert_eq!(answer["status"], "ok");
+    for i in 0..40 {
+        let e = forged_event(20_000 + i);
+        answer_of(&lambda.invoke(v2_event("/stats", &e, "198.51.100.8")).await);
+    }
+    assert_eq!(
+        paused(FORGED_APP).await,
+        None,
+        "one network never pauses a release"
+    );
+
+    // Genuine: 30 devices on 30 networks check, download, install and roll back.
+    let client = reqwest::Client::new();
+    for n in 0..30u32 {
+        assert_eq!(paused(APP_ID).await, None, "{n} networks are not enough");
+        let source = format!("203.0.{n}.9");
+        let mut check = plugin_body(APP_ID, "1.0.0", "builtin");
+        check["device_id"] = device(n).into();
+        let offer = answer_of(&lambda.invoke(v2_event("/updates", &check, &source)).await);
+        assert_eq!(offer["version"], "1.0.1", "{offer}");
+        let zip = client
+            .get(offer["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(zip.status(), 200);
+        assert_eq!(
+            sha256_hex(&zip.bytes().await.unwrap()),
+            offer["checksum"].as_str().unwrap()
+        );
+        for action in ["set", "update_fail"] {
+            let batch = serde_json::json!([stats_event(&device(n), action)]);
+            let answer = answer_of(&lambda.invoke(v2_event("/stats", &batch, &source)).await);
+            assert_eq!(answer["accepted"], 1, "{answer}");
+        }
+    }
+    let reason = paused(APP_ID).await.expect("30 networks pause the release");
+    assert!(reason.contains("from 30 networks"), "{reason}");
 }

@@ -17,6 +17,21 @@ const IN_FLIGHT: usize = 8;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_events_counted_exactly_once() {
     let env = binary_env().await;
+    // Events count only for a release the app serves.
+    let tmp = tempfile::tempdir().unwrap();
+    let web = tmp.path().join("www");
+    write_web_dir(&web, "load 1.0.1");
+    let out = updraft()
+        .args(["release", "--app", APP_ID, "--version", "1.0.1", "--dir"])
+        .arg(&web)
+        .envs(pairs(&env))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let server = Server::start(&[], &pairs(&env));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))

@@ -140,11 +140,25 @@ const SERVING_PATH: &[Call] = &[
         func: "record",
         touches: &[Res::Releases, Res::Devices],
     },
+    // Before it: the failed versions of the batch's device; after it, a trim to the newest 20.
     Call {
-        called_as: "stats.counts",
+        called_as: "stats.record",
+        file: "src/store/dynamo_devices.rs",
+        func: "read_failed_versions",
+        touches: &[Res::Devices],
+    },
+    Call {
+        called_as: "stats.record",
+        file: "src/store/dynamo_devices.rs",
+        func: "delete_failed_versions",
+        touches: &[Res::Devices],
+    },
+    // Evidence markers and tallies, in the devices table.
+    Call {
+        called_as: "stats.record_evidence",
         file: "src/store/dynamo_stats.rs",
-        func: "counts",
-        touches: &[Res::Releases],
+        func: "record_evidence",
+        touches: &[Res::Devices],
     },
     Call {
         called_as: "control.pause_release",
@@ -1514,7 +1528,7 @@ async fn checks_catch_broken_templates() {
         ),
         (
             "a grant the serving path needs is missing",
-            broken("                - dynamodb:BatchGetItem\n", ""),
+            broken("                - dynamodb:PutItem\n", ""),
             "iam",
         ),
         (

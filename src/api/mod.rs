@@ -28,6 +28,7 @@ use crate::store::{DeviceStore, ReleaseControl, StatsSink};
 
 mod channel;
 pub mod listener;
+pub mod source;
 mod stats;
 
 /// Largest body accepted: a plugin's update check is well under 1 KiB.

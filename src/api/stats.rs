@@ -1,112 +1,104 @@
-//! `POST /stats` (protocol.md §5): every event validated, then the whole batch stored or none
-//! of it (a 503 makes the plugin keep the batch and send it again), then auto-pause checks.
+//! `POST /stats` (protocol.md §5): events validated as they are read (at most `MAX_EVENTS`),
+//! folded into what one request may write (one app, its known releases, one device's state
+//! and evidence), the batch stored whole or not at all (a 503 makes the plugin keep the batch
+//! and send it again), then the evidence recorded and auto-pause decided.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 
+use super::source::source_ip;
 use super::{ApiError, AppState, json_response, read_body};
-use crate::domain::health::{AutoPausePolicy, Health, should_pause};
-use crate::domain::protocol::Platform;
-use crate::domain::release::{AppSnapshot, release_sk};
-use crate::domain::stats::{
-    StatsBatch, StatsEvent, aggregate, failures, installs, is_failure, parse_stats_body,
-};
+use crate::domain::evidence::{Evidence, EvidenceKey, network_of};
+use crate::domain::health::{AutoPausePolicy, should_pause};
+use crate::domain::release::{AppSnapshot, Target};
+use crate::domain::stats::{StatsEvent, fold_batch, parse_stats_body};
 use crate::store::PauseRequest;
 
-/// A full plugin batch (200 events of ~600 bytes) with room to spare.
+/// A full plugin batch (200 events of ~600 bytes, or of up to ~6 KB with WebView error
+/// metadata) with room to spare.
 pub const STATS_BODY_LIMIT: usize = 1 << 20;
 
 pub(super) async fn stats(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let body = read_body(&headers, body, STATS_BODY_LIMIT).await?;
-    let (events, _) = parse_stats_body(&body)
+    let (parts, body) = request.into_parts();
+    let network = network_of(source_ip(&parts.extensions));
+    let body = read_body(&parts.headers, body, STATS_BODY_LIMIT).await?;
+    let parsed = parse_stats_body(&body)
         .inspect_err(|e| tracing::info!(error = e.code(), "bad stats batch"))?;
-
-    // Snapshots say which channel serves each event's version; one (cached) read per app.
-    let mut snapshots: BTreeMap<&str, Option<Arc<AppSnapshot>>> = BTreeMap::new();
-    for e in &events {
-        if !snapshots.contains_key(e.app_id.as_ref()) {
-            // Without releases, events are still counted, under the device's channel.
-            let snap = state.releases.get(&e.app_id).await.unwrap_or(None);
-            snapshots.insert(&e.app_id, snap);
-        }
+    for e in &parsed.events {
+        log_event(e, &network);
     }
-    for e in &events {
-        // One JSON line per event for CloudWatch Logs Insights (target `updraft::event`).
-        tracing::info!(
-            target: "updraft::event",
-            app_id = %e.app_id,
-            device_id = %e.device_id,
-            platform = %e.platform,
-            action = %e.action,
-            version_name = %e.version_name,
-            old_version_name = e.old_version_name.as_deref().unwrap_or(""),
-            version_build = e.version_build.as_deref().unwrap_or(""),
-            version_os = e.version_os.as_deref().unwrap_or(""),
-            plugin_version = e.plugin_version.as_deref().unwrap_or(""),
-            channel = e.default_channel.as_deref().unwrap_or(""),
-            timestamp = e.timestamp.unwrap_or(0),
-            metadata = %e.metadata.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default()).unwrap_or_default(),
+    if parsed.skipped > 0 {
+        tracing::warn!(
+            skipped = parsed.skipped,
+            network,
+            "stats batch over the event limit; the rest was skipped"
         );
     }
-    let batch = aggregate(&body, &events, |e| {
-        channel_of(
-            snapshots.get(e.app_id.as_ref()).and_then(|s| s.as_deref()),
-            e,
-        )
-    });
-    state.stats.record(&batch).await.map_err(|e| {
-        tracing::error!(error = %e, events = events.len(), "stats batch not stored; the plugin will resend it");
+    let answer = |accepted: usize| {
+        let body =
+            serde_json::json!({ "status": "ok", "accepted": accepted, "skipped": parsed.skipped });
+        json_response(StatusCode::OK, body.to_string().into_bytes())
+    };
+    let Some(app_id) = parsed.events.first().map(|e| e.app_id.as_ref()) else {
+        return Ok(answer(0));
+    };
+    // The app's releases say what may be counted; an unknown app creates nothing.
+    let snap = state.releases.get(app_id).await.map_err(|e| {
+        tracing::error!(app_id, error = %e, "cannot read releases for a stats batch; the plugin will resend it");
         ApiError::Unavailable
     })?;
-    auto_pause(&state, &batch, &snapshots).await;
-    let answer = serde_json::json!({ "status": "ok", "accepted": events.len() });
-    Ok(json_response(
-        StatusCode::OK,
-        answer.to_string().into_bytes(),
-    ))
+    let Some(snap) = snap else {
+        tracing::info!(
+            app_id,
+            events = parsed.events.len(),
+            "stats for an unknown app dropped"
+        );
+        return Ok(answer(0));
+    };
+    let folded = fold_batch(&body, &parsed.events, &snap, &network);
+    for (i, why) in &folded.dropped {
+        let e = &parsed.events[*i];
+        tracing::info!(app_id = %e.app_id, device_id = %e.device_id, version_name = %e.version_name, action = %e.action, why = why.as_str(), "stats event not counted");
+    }
+    state.stats.record(&folded.batch).await.map_err(|e| {
+        tracing::error!(error = %e, events = parsed.events.len(), "stats batch not stored; the plugin will resend it");
+        ApiError::Unavailable
+    })?;
+    if !folded.marks.is_empty() {
+        match state.stats.record_evidence(&folded.marks).await {
+            Ok(evidence) => auto_pause(&state, &snap, &evidence).await,
+            // The events are safe; losing one device's evidence only delays a pause.
+            Err(e) => tracing::warn!(app_id, error = %e, "evidence not recorded"),
+        }
+    }
+    Ok(answer(parsed.events.len() - folded.dropped.len()))
 }
 
-/// The channel whose release an event's version belongs to: the device's channel, the app's
-/// default, or any channel serving that version; else the channel the device follows.
-pub(crate) fn channel_of(snap: Option<&AppSnapshot>, e: &StatsEvent<'_>) -> String {
-    let requested = e.default_channel.as_deref();
-    let Some(snap) = snap else {
-        return requested.unwrap_or("unknown").to_owned();
-    };
-    let platform = Platform::parse(&e.platform);
-    let version = e.version();
-    let serves = |channel: &str| {
-        snap.channels.get(channel).is_some_and(|c| match platform {
-            Some(p) => c
-                .for_platform(p)
-                .is_some_and(|r| r.as_ref().is_ok_and(|r| r.version_text == version)),
-            None => c
-                .targets()
-                .any(|(_, r)| r.as_ref().is_ok_and(|r| r.version_text == version)),
-        })
-    };
-    if let Some(c) = requested.filter(|c| serves(c)) {
-        return c.to_owned();
-    }
-    if serves(&snap.default_channel) {
-        return snap.default_channel.clone();
-    }
-    let mut names: Vec<&String> = snap.channels.keys().collect();
-    names.sort();
-    if let Some(c) = names.into_iter().find(|c| serves(c)) {
-        return c.clone();
-    }
-    requested.unwrap_or(&snap.default_channel).to_owned()
+/// One JSON line per event for CloudWatch Logs Insights (target `updraft::event`).
+fn log_event(e: &StatsEvent<'_>, network: &str) {
+    tracing::info!(
+        target: "updraft::event",
+        app_id = %e.app_id,
+        device_id = %e.device_id,
+        platform = %e.platform,
+        action = %e.action,
+        version_name = %e.version_name,
+        old_version_name = e.old_version_name.as_deref().unwrap_or(""),
+        version_build = e.version_build.as_deref().unwrap_or(""),
+        version_os = e.version_os.as_deref().unwrap_or(""),
+        plugin_version = e.plugin_version.as_deref().unwrap_or(""),
+        channel = e.default_channel.as_deref().unwrap_or(""),
+        timestamp = e.timestamp.unwrap_or(0),
+        network,
+        metadata = %e.metadata.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default()).unwrap_or_default(),
+    );
 }
 
 fn now_unix() -> u64 {
@@ -116,64 +108,52 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// After failures were stored, pause the releases whose failure rate is now clearly too high.
-/// Best effort: the events are already safe, so a failure here is only logged.
-async fn auto_pause(
-    state: &AppState,
-    batch: &StatsBatch,
-    snapshots: &BTreeMap<&str, Option<Arc<AppSnapshot>>>,
-) {
-    for (key, counts) in &batch.counts {
-        if !counts.keys().any(|a| is_failure(a)) {
-            continue;
-        }
-        let Some(Some(snap)) = snapshots.get(key.app_id.as_str()) else {
+/// Pauses the releases whose evidence is now strong enough. Best effort: the events are
+/// already safe, so a failure here is only logged.
+async fn auto_pause(state: &AppState, snap: &AppSnapshot, evidence: &[(EvidenceKey, Evidence)]) {
+    for (key, evidence) in evidence {
+        let Some(release) = release_of(snap, &key.sk) else {
             continue;
         };
-        let Some(channel) = snap.channels.get(&key.channel) else {
-            continue;
-        };
-        let serving: Vec<_> = channel
-            .targets()
-            .filter_map(|(target, r)| Some((target, r.as_ref().ok()?)))
-            .filter(|(_, r)| r.version_text == key.version && !r.paused)
-            .collect();
-        if serving.is_empty() {
+        if release.paused || release.version_text != key.version {
             continue;
         }
-        let totals = match state.stats.counts(key).await {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(app_id = %key.app_id, error = %e, "cannot read counters for auto-pause");
-                continue;
+        let policy = AutoPausePolicy::from_items(&release.item, Some(&snap.app_item));
+        let now = now_unix();
+        let Some(reason) = should_pause(&policy, *evidence, release.resumed_at, now) else {
+            continue;
+        };
+        let pause = PauseRequest {
+            version: key.version.clone(),
+            reason: reason.clone(),
+            now,
+            cooldown_secs: policy.cooldown_secs,
+        };
+        match state
+            .control
+            .pause_release(&key.app_id, &key.sk, &pause)
+            .await
+        {
+            Ok(true) => {
+                tracing::warn!(app_id = %key.app_id, sk = %key.sk, version = %key.version, reason, "release auto-paused")
             }
-        };
-        for (target, release) in serving {
-            let policy = AutoPausePolicy::from_items(&release.item, Some(&snap.app_item));
-            let health = Health {
-                installs: installs(&totals).saturating_sub(release.baseline.installs),
-                failures: failures(&totals).saturating_sub(release.baseline.failures),
-            };
-            let now = now_unix();
-            let Some(reason) = should_pause(&policy, health, release.resumed_at, now) else {
-                continue;
-            };
-            let sk = release_sk(&key.channel, target);
-            let pause = PauseRequest {
-                version: key.version.clone(),
-                reason: reason.clone(),
-                now,
-                cooldown_secs: policy.cooldown_secs,
-            };
-            match state.control.pause_release(&key.app_id, &sk, &pause).await {
-                Ok(true) => {
-                    tracing::warn!(app_id = %key.app_id, channel = %key.channel, version = %key.version, sk, reason, "release auto-paused")
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::error!(app_id = %key.app_id, sk, error = %e, "auto-pause failed")
-                }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(app_id = %key.app_id, sk = %key.sk, error = %e, "auto-pause failed")
             }
         }
     }
+}
+
+/// The release item with sort key `sk` in a snapshot.
+fn release_of<'s>(snap: &'s AppSnapshot, sk: &str) -> Option<&'s crate::domain::release::Release> {
+    let (channel, target) = sk.strip_prefix("release#")?.rsplit_once('#')?;
+    let target = Target::parse(target)?;
+    snap.channels
+        .get(channel)?
+        .targets()
+        .find(|(t, _)| *t == target)?
+        .1
+        .as_ref()
+        .ok()
 }

@@ -200,6 +200,10 @@ pub struct ServeArgs {
     /// Most connections open at once; more wait until one closes.
     #[arg(long, env = "UPDRAFT_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
+    /// Take each request's source address (the auto-pause evidence) from the last
+    /// X-Forwarded-For entry: only behind a proxy that sets it, or anyone can claim any address.
+    #[arg(long, env = "UPDRAFT_TRUST_PROXY")]
+    pub trust_proxy: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -464,7 +468,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         read_timeout: Duration::from_secs(args.read_timeout),
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
     };
-    crate::api::listener::serve(listener, router(state), limits, shutdown_signal()).await?;
+    let app = crate::api::source::with_source(router(state), args.trust_proxy);
+    crate::api::listener::serve(listener, app, limits, shutdown_signal()).await?;
     Ok(())
 }
 

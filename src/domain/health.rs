@@ -1,6 +1,8 @@
-//! Release health: when a release fails on enough devices, pause it. The decision is pure
-//! (counts, policy, clock in; a reason out); stores carry it out with a conditional write.
+//! Release health: when a release fails on enough devices from enough networks, pause it.
+//! The decision is pure (evidence, policy, clock in; a reason out); stores carry it out with a
+//! conditional write.
 
+use crate::domain::evidence::Evidence;
 use crate::domain::item::{AttrValue, Item};
 
 /// When to pause a release on its own (release item attributes, else the `app` item's, else
@@ -9,8 +11,14 @@ use crate::domain::item::{AttrValue, Item};
 pub struct AutoPausePolicy {
     /// `auto_pause` (BOOL).
     pub enabled: bool,
-    /// `auto_pause_min_attempts` (N): no verdict before this many installs + failures.
+    /// `auto_pause_min_attempts` (N): no verdict before this many devices attempted it.
     pub min_attempts: u64,
+    /// `auto_pause_min_networks` (N): no verdict before failures came from this many source
+    /// networks (IPv4 /24, IPv6 /48): one network, whatever device ids it names, never pauses.
+    pub min_networks: u64,
+    /// `auto_pause_devices_per_network` (N): devices one network adds to the attempts and to
+    /// the failures, at most.
+    pub devices_per_network: u64,
     /// `auto_pause_threshold` (N, 0–1): pause when the failure rate is, with 95% confidence,
     /// above this.
     pub threshold: f64,
@@ -23,6 +31,8 @@ impl Default for AutoPausePolicy {
         AutoPausePolicy {
             enabled: true,
             min_attempts: 20,
+            min_networks: 30,
+            devices_per_network: 10,
             threshold: 0.1,
             cooldown_secs: 3600,
         }
@@ -53,6 +63,12 @@ impl AutoPausePolicy {
             min_attempts: pick("auto_pause_min_attempts")
                 .filter(|n| *n >= 1.0)
                 .map_or(d.min_attempts, |n| n as u64),
+            min_networks: pick("auto_pause_min_networks")
+                .filter(|n| *n >= 1.0)
+                .map_or(d.min_networks, |n| n as u64),
+            devices_per_network: pick("auto_pause_devices_per_network")
+                .filter(|n| *n >= 1.0)
+                .map_or(d.devices_per_network, |n| n as u64),
             threshold: pick("auto_pause_threshold")
                 .filter(|n| (0.0..1.0).contains(n))
                 .unwrap_or(d.threshold),
@@ -95,22 +111,26 @@ impl Health {
 /// Why to pause, or `None`. `resumed_at` is when the release was last resumed (unix seconds).
 pub fn should_pause(
     policy: &AutoPausePolicy,
-    health: Health,
+    evidence: Evidence,
     resumed_at: Option<u64>,
     now: u64,
 ) -> Option<String> {
-    if !policy.enabled || health.attempts() < policy.min_attempts {
+    if !policy.enabled
+        || evidence.attempts < policy.min_attempts
+        || evidence.failing_networks < policy.min_networks
+    {
         return None;
     }
     if resumed_at.is_some_and(|at| now < at.saturating_add(policy.cooldown_secs)) {
         return None;
     }
-    let bound = wilson_lower_bound(health.failures, health.attempts());
+    let bound = wilson_lower_bound(evidence.failures, evidence.attempts);
     (bound > policy.threshold).then(|| {
         format!(
-            "auto-paused: {} failures in {} attempts (failure rate at least {:.1}% with 95% confidence, threshold {:.1}%)",
-            health.failures,
-            health.attempts(),
+            "auto-paused: {} of {} devices failed, from {} networks (failure rate at least {:.1}% with 95% confidence, threshold {:.1}%)",
+            evidence.failures,
+            evidence.attempts,
+            evidence.failing_networks,
             bound * 100.0,
             policy.threshold * 100.0
         )
@@ -133,34 +153,48 @@ mod tests {
     #[test]
     fn pauses_only_with_enough_evidence() {
         let p = AutoPausePolicy::default();
-        let h = |installs, failures| Health { installs, failures };
+        let e = |attempts, failures, failing_networks| Evidence {
+            attempts,
+            failures,
+            failing_networks,
+        };
         assert_eq!(
-            should_pause(&p, h(0, 10), None, 0),
+            should_pause(&p, e(10, 10, 10), None, 0),
             None,
             "below min attempts"
         );
-        assert!(
-            should_pause(&p, h(0, 20), None, 0)
-                .unwrap()
-                .contains("20 failures in 20 attempts")
-        );
         assert_eq!(
-            should_pause(&p, h(95, 5), None, 0),
+            should_pause(&p, e(200, 200, 1), None, 0),
             None,
-            "5% is within the 10% threshold"
+            "one network never pauses"
         );
-        assert!(should_pause(&p, h(60, 40), None, 0).is_some());
         assert_eq!(
-            should_pause(&p, h(60, 40), Some(100), 200),
+            should_pause(&p, e(29, 29, 29), None, 0),
+            None,
+            "29 networks"
+        );
+        assert!(
+            should_pause(&p, e(30, 30, 30), None, 0)
+                .unwrap()
+                .contains("30 of 30 devices failed, from 30 networks")
+        );
+        assert_eq!(
+            should_pause(&p, e(1000, 40, 30), None, 0),
+            None,
+            "4% is within the 10% threshold"
+        );
+        assert!(should_pause(&p, e(100, 40, 30), None, 0).is_some());
+        assert_eq!(
+            should_pause(&p, e(100, 40, 30), Some(100), 200),
             None,
             "cooldown after resume"
         );
-        assert!(should_pause(&p, h(60, 40), Some(100), 100 + 3600).is_some());
+        assert!(should_pause(&p, e(100, 40, 30), Some(100), 100 + 3600).is_some());
         let off = AutoPausePolicy {
             enabled: false,
             ..p
         };
-        assert_eq!(should_pause(&off, h(0, 100), None, 0), None);
+        assert_eq!(should_pause(&off, e(100, 100, 100), None, 0), None);
     }
 
     #[test]
@@ -172,6 +206,11 @@ mod tests {
         );
         let mut app = Item::new();
         app.insert("auto_pause_min_attempts".into(), AttrValue::N(50.into()));
+        app.insert("auto_pause_min_networks".into(), AttrValue::N(3.into()));
+        release.insert(
+            "auto_pause_devices_per_network".into(),
+            AttrValue::N(2.into()),
+        );
         app.insert("auto_pause".into(), AttrValue::Bool(false));
         app.insert(
             "auto_pause_threshold".into(),
@@ -182,6 +221,7 @@ mod tests {
             (p.enabled, p.min_attempts, p.threshold, p.cooldown_secs),
             (false, 50, 0.3, 3600)
         );
+        assert_eq!((p.min_networks, p.devices_per_network), (3, 2));
         assert_eq!(
             AutoPausePolicy::from_items(&Item::new(), None),
             AutoPausePolicy::default()

@@ -5,6 +5,7 @@
 
 pub mod decide;
 pub mod device;
+pub mod evidence;
 pub mod health;
 pub mod item;
 pub mod protocol;

@@ -25,6 +25,53 @@ pub(crate) const CHANNEL_SOURCE: &str = "channel_source";
 pub(crate) const FAILED_VERSIONS: &str = "failed_versions";
 pub(crate) const LAST_SEEN: &str = "last_seen";
 
+/// A device's failed versions, read consistently (empty for a device without an item): the
+/// stats writer keeps them to the newest `MAX_FAILED_VERSIONS`.
+pub(crate) async fn read_failed_versions(
+    client: &Client,
+    table: &str,
+    app_id: &str,
+    device_id: &str,
+) -> Result<BTreeSet<String>, StoreError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key(PARTITION_KEY, AttributeValue::S(app_id.to_owned()))
+        .key(DEVICE_KEY, AttributeValue::S(device_id.to_owned()))
+        .projection_expression("#fv")
+        .expression_attribute_names("#fv", FAILED_VERSIONS)
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| unavailable("GetItem", e))?;
+    Ok(match out.item().and_then(|i| i.get(FAILED_VERSIONS)) {
+        Some(AttributeValue::Ss(vs)) => vs.iter().cloned().collect(),
+        _ => BTreeSet::new(),
+    })
+}
+
+/// Removes `versions` from a device's failed versions (by value: concurrent additions stay).
+pub(crate) async fn delete_failed_versions(
+    client: &Client,
+    table: &str,
+    app_id: &str,
+    device_id: &str,
+    versions: Vec<String>,
+) -> Result<(), StoreError> {
+    client
+        .update_item()
+        .table_name(table)
+        .key(PARTITION_KEY, AttributeValue::S(app_id.to_owned()))
+        .key(DEVICE_KEY, AttributeValue::S(device_id.to_owned()))
+        .update_expression("DELETE #fv :old")
+        .expression_attribute_names("#fv", FAILED_VERSIONS)
+        .expression_attribute_values(":old", AttributeValue::Ss(versions))
+        .send()
+        .await
+        .map_err(|e| unavailable("UpdateItem", e))?;
+    Ok(())
+}
+
 /// Unix seconds now; a clock before 1970 reads as 0 rather than failing a request.
 pub(crate) fn now_unix() -> u64 {
     SystemTime::now()

@@ -18,10 +18,12 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, Update};
 use sha2::{Digest, Sha256};
 
-use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch};
+use crate::domain::evidence::{Evidence, EvidenceKey, EvidenceKind, EvidenceMark};
+use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch, newest_failed_versions};
 use crate::store::dynamo::{PARTITION_KEY, SORT_KEY, unavailable};
 use crate::store::dynamo_devices::{
-    DEVICE_KEY, FAILED_VERSIONS, LAST_SEEN, TTL_ATTRIBUTE, now_unix,
+    DEVICE_KEY, FAILED_VERSIONS, LAST_SEEN, TTL_ATTRIBUTE, delete_failed_versions, now_unix,
+    read_failed_versions,
 };
 use crate::store::{StatsSink, StoreError};
 
@@ -48,6 +50,20 @@ const BATCH_GET_ATTEMPTS: u32 = 4;
 /// The partition of one counter shard.
 pub fn counter_partition(app_id: &str, shard: u8) -> String {
     format!("{app_id}#counters#{shard}")
+}
+
+/// The devices-table partition of an app's evidence items: `<app_id>#evidence` for the
+/// release tallies, `<app_id>#evidence#<0-15>` for device and network markers, spread by
+/// what they name so a release-day burst is not one partition's writes. App ids cannot
+/// contain `#`, so these never meet an app's devices.
+pub fn evidence_partition(app_id: &str, spread_by: Option<&str>) -> String {
+    match spread_by {
+        None => format!("{app_id}#evidence"),
+        Some(s) => format!(
+            "{app_id}#evidence#{}",
+            Sha256::digest(s.as_bytes())[0] % COUNTER_SHARDS
+        ),
+    }
 }
 
 /// The sort key of a release's counter.
@@ -144,6 +160,166 @@ impl DynamoStats {
 
     pub fn devices_table(&self) -> &str {
         &self.devices_table
+    }
+
+    /// The failed versions the devices of a batch's failures already have (one consistent
+    /// GetItem per such device: a plugin's batch has one).
+    async fn failed_versions_of(
+        &self,
+        batch: &StatsBatch,
+    ) -> Result<BTreeMap<(String, String), BTreeSet<String>>, StoreError> {
+        let mut out = BTreeMap::new();
+        let devices: BTreeSet<(&String, &String)> = batch
+            .device_failures
+            .iter()
+            .map(|(a, d, _)| (a, d))
+            .collect();
+        for (app_id, device_id) in devices {
+            let known =
+                read_failed_versions(&self.client, &self.devices_table, app_id, device_id).await?;
+            out.insert((app_id.clone(), device_id.clone()), known);
+        }
+        Ok(out)
+    }
+
+    /// Keeps each device's failed versions to the newest `MAX_FAILED_VERSIONS`: the batch
+    /// added its versions atomically (ADD, so concurrent batches lose none); the ones now
+    /// beyond the newest are deleted, by value, in one UpdateItem only when there are some.
+    async fn trim_failed_versions(
+        &self,
+        batch: &StatsBatch,
+        known: &BTreeMap<(String, String), BTreeSet<String>>,
+    ) -> Result<(), StoreError> {
+        let mut all = known.clone();
+        for (app_id, device_id, version) in &batch.device_failures {
+            all.entry((app_id.clone(), device_id.clone()))
+                .or_default()
+                .insert(version.clone());
+        }
+        for ((app_id, device_id), versions) in all {
+            let kept = newest_failed_versions(versions.clone());
+            let dropped: Vec<String> = versions.difference(&kept).cloned().collect();
+            if dropped.is_empty() {
+                continue;
+            }
+            delete_failed_versions(
+                &self.client,
+                &self.devices_table,
+                &app_id,
+                &device_id,
+                dropped,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Counts one mark (module docs of `domain::evidence`): a conditional PutItem of the
+    /// device's marker, a conditional increment of its network's count, an increment of the
+    /// release's tally. `None` when the mark counted for nothing.
+    async fn record_mark(
+        &self,
+        m: &EvidenceMark,
+        expires_at: u64,
+    ) -> Result<Option<Evidence>, StoreError> {
+        use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+        use aws_sdk_dynamodb::types::ReturnValue;
+        let (id, kind) = (m.key.id(), m.kind.as_str());
+        let exp = AttributeValue::N(expires_at.to_string());
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.devices_table)
+            .item(
+                PARTITION_KEY,
+                AttributeValue::S(evidence_partition(&m.key.app_id, Some(&m.device_id))),
+            )
+            .item(
+                DEVICE_KEY,
+                AttributeValue::S(format!("d#{kind}#{id}#{}", m.device_id)),
+            )
+            .item(TTL_ATTRIBUTE, exp.clone())
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", DEVICE_KEY)
+            .send()
+            .await;
+        match put {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => return Ok(None),
+            Err(e) => return Err(unavailable("PutItem", e)),
+        }
+        let network = self
+            .client
+            .update_item()
+            .table_name(&self.devices_table)
+            .key(
+                PARTITION_KEY,
+                AttributeValue::S(evidence_partition(&m.key.app_id, Some(&m.network))),
+            )
+            .key(
+                DEVICE_KEY,
+                AttributeValue::S(format!("n#{kind}#{id}#{}", m.network)),
+            )
+            .update_expression("ADD #n :one SET #exp = :exp")
+            .condition_expression("attribute_not_exists(#n) OR #n < :cap")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":cap", AttributeValue::N(m.network_cap.to_string()))
+            .expression_attribute_values(":exp", exp.clone())
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        let after = match network {
+            Ok(out) => out
+                .attributes()
+                .and_then(|a| a.get("n"))
+                .and_then(|n| n.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(1),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => return Ok(None),
+            Err(e) => return Err(unavailable("UpdateItem", e)),
+        };
+        let (attempts, failures, networks) = match m.kind {
+            EvidenceKind::Attempt => (1, 0, 0),
+            EvidenceKind::Failure => (0, 1, u64::from(after == 1)),
+        };
+        let n = |v: u64| AttributeValue::N(v.to_string());
+        let tally = self
+            .client
+            .update_item()
+            .table_name(&self.devices_table)
+            .key(
+                PARTITION_KEY,
+                AttributeValue::S(evidence_partition(&m.key.app_id, None)),
+            )
+            .key(DEVICE_KEY, AttributeValue::S(format!("t#{id}")))
+            .update_expression("ADD #a :a, #f :f, #nw :nw SET #exp = :exp")
+            .expression_attribute_names("#a", "attempts")
+            .expression_attribute_names("#f", "failures")
+            .expression_attribute_names("#nw", "failing_networks")
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":a", n(attempts))
+            .expression_attribute_values(":f", n(failures))
+            .expression_attribute_values(":nw", n(networks))
+            .expression_attribute_values(":exp", exp)
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| unavailable("UpdateItem", e))?;
+        let get = |name: &str| {
+            tally
+                .attributes()
+                .and_then(|a| a.get(name))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(Some(Evidence {
+            attempts: get("attempts"),
+            failures: get("failures"),
+            failing_networks: get("failing_networks"),
+        }))
     }
 
     fn counter_key(&self, app_id: &str, shard: u8, sk: String) -> HashMap<String, AttributeValue> {
@@ -286,6 +462,7 @@ impl StatsSink for DynamoStats {
         if batch.is_empty() {
             return Ok(());
         }
+        let known = self.failed_versions_of(batch).await?;
         let items = self.transact_items(batch, now_unix())?;
         let chunks: Vec<&[TransactWriteItem]> = items.chunks(MAX_TRANSACT_ITEMS).collect();
         let chunked = chunks.len() > 1;
@@ -326,7 +503,25 @@ impl StatsSink for DynamoStats {
                 });
             }
         }
-        Ok(())
+        self.trim_failed_versions(batch, &known).await
+    }
+
+    /// Marks one after the other (at most `MAX_MARKS_PER_BATCH`, in order: an attempt before
+    /// its failure), each at most three single-item writes of under 1 KB: 1 write unit each.
+    async fn record_evidence(
+        &self,
+        marks: &[EvidenceMark],
+    ) -> Result<Vec<(EvidenceKey, Evidence)>, StoreError> {
+        let expires_at = now_unix().saturating_add(self.device_ttl_secs);
+        let mut out: BTreeMap<EvidenceKey, Evidence> = BTreeMap::new();
+        for m in marks {
+            if let Some(e) = self.record_mark(m, expires_at).await?
+                && m.kind == EvidenceKind::Failure
+            {
+                out.insert(m.key.clone(), e);
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 
     async fn counts(&self, key: &CounterKey) -> Result<ActionCounts, StoreError> {

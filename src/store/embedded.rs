@@ -121,6 +121,22 @@ impl EmbeddedStore {
                 n INTEGER NOT NULL,
                 PRIMARY KEY (app_id, channel, version, action)
             ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS evidence_marks (
+                app_id TEXT NOT NULL,
+                mark TEXT NOT NULL,
+                n INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL,
+                PRIMARY KEY (app_id, mark)
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS evidence (
+                app_id TEXT NOT NULL,
+                release TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                failures INTEGER NOT NULL DEFAULT 0,
+                failing_networks INTEGER NOT NULL DEFAULT 0,
+                expires_at INTEGER NOT NULL,
+                PRIMARY KEY (app_id, release)
+            ) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS stats_batches (
                 id TEXT PRIMARY KEY,
                 at INTEGER NOT NULL

@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use crate::domain::device::{ChannelSource, DeviceState};
+use crate::domain::evidence::{Evidence, EvidenceKey, EvidenceKind, EvidenceMark, mark_effect};
 use crate::domain::health::Health;
 use crate::domain::release::{AttrValue, Item};
-use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch};
+use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch, newest_failed_versions};
 use crate::store::embedded::{EmbeddedStore, decode, encode, unavailable};
 use crate::store::{DeviceStore, PauseRequest, ReleaseControl, StatsSink, StoreError};
 
@@ -29,7 +30,7 @@ const BATCH_MEMORY_SECS: u64 = 24 * 3600;
 pub const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl EmbeddedStore {
-    /// Forgets batch ids older than a day and devices past their expiry: one short write,
+    /// Forgets batch ids older than a day, and devices and evidence past their expiry: short writes,
     /// run on a timer (`spawn_housekeeping`), never inside a request.
     pub async fn housekeep(&self) -> Result<(), StoreError> {
         self.with_conn(|conn| {
@@ -41,6 +42,13 @@ impl EmbeddedStore {
             .map_err(unavailable)?;
             conn.execute("DELETE FROM devices WHERE expires_at < ?1", params![now])
                 .map_err(unavailable)?;
+            for table in ["evidence_marks", "evidence"] {
+                conn.execute(
+                    &format!("DELETE FROM {table} WHERE expires_at < ?1"),
+                    params![now],
+                )
+                .map_err(unavailable)?;
+            }
             Ok(())
         })
         .await
@@ -188,6 +196,7 @@ impl StatsSink for EmbeddedStore {
                 for v in failed.get(&(app.as_str(), device.as_str())).into_iter().flatten() {
                     versions.insert((*v).to_owned());
                 }
+                let versions = newest_failed_versions(versions);
                 let versions = serde_json::to_string(&versions).map_err(unavailable)?;
                 tx.execute(
                     "INSERT INTO devices (app_id, device_id, failed_versions, last_seen, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -198,6 +207,92 @@ impl StatsSink for EmbeddedStore {
                 .map_err(unavailable)?;
             }
             tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    /// One transaction: a mark row per (release, kind, device), a count per (release, kind,
+    /// network), a tally per release; all expire with the devices' TTL.
+    async fn record_evidence(
+        &self,
+        marks: &[EvidenceMark],
+    ) -> Result<Vec<(EvidenceKey, Evidence)>, StoreError> {
+        let marks = marks.to_vec();
+        let ttl = self.device_ttl_secs;
+        self.with_conn(move |conn| {
+            let now = now_unix() as i64;
+            let expires = now + ttl as i64;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let mut failed: BTreeSet<EvidenceKey> = BTreeSet::new();
+            for m in &marks {
+                let (app, id, kind) = (&m.key.app_id, m.key.id(), m.kind.as_str());
+                let fresh = tx
+                    .execute(
+                        "INSERT INTO evidence_marks (app_id, mark, n, expires_at) VALUES (?1, ?2, 1, ?3)
+                         ON CONFLICT DO NOTHING",
+                        params![app, format!("d#{kind}#{id}#{}", m.device_id), expires],
+                    )
+                    .map_err(unavailable)?
+                    == 1;
+                let network = format!("n#{kind}#{id}#{}", m.network);
+                let before: i64 = tx
+                    .query_row(
+                        "SELECT n FROM evidence_marks WHERE app_id = ?1 AND mark = ?2",
+                        params![app, network],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(unavailable)?
+                    .unwrap_or(0);
+                let effect = mark_effect(fresh, before.max(0) as u64, m.network_cap);
+                if !effect.counted {
+                    continue;
+                }
+                tx.execute(
+                    "INSERT INTO evidence_marks (app_id, mark, n, expires_at) VALUES (?1, ?2, 1, ?3)
+                     ON CONFLICT (app_id, mark) DO UPDATE SET n = n + 1, expires_at = excluded.expires_at",
+                    params![app, network, expires],
+                )
+                .map_err(unavailable)?;
+                let (attempts, failures, networks) = match m.kind {
+                    EvidenceKind::Attempt => (1, 0, 0),
+                    EvidenceKind::Failure => (0, 1, i64::from(effect.new_network)),
+                };
+                tx.execute(
+                    "INSERT INTO evidence (app_id, release, attempts, failures, failing_networks, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (app_id, release) DO UPDATE SET attempts = attempts + excluded.attempts,
+                       failures = failures + excluded.failures,
+                       failing_networks = failing_networks + excluded.failing_networks,
+                       expires_at = excluded.expires_at",
+                    params![app, id, attempts, failures, networks, expires],
+                )
+                .map_err(unavailable)?;
+                if m.kind == EvidenceKind::Failure {
+                    failed.insert(m.key.clone());
+                }
+            }
+            let mut out = Vec::with_capacity(failed.len());
+            for key in failed {
+                let e = tx
+                    .query_row(
+                        "SELECT attempts, failures, failing_networks FROM evidence WHERE app_id = ?1 AND release = ?2",
+                        params![key.app_id, key.id()],
+                        |r| {
+                            Ok(Evidence {
+                                attempts: r.get::<_, i64>(0)?.max(0) as u64,
+                                failures: r.get::<_, i64>(1)?.max(0) as u64,
+                                failing_networks: r.get::<_, i64>(2)?.max(0) as u64,
+                            })
+                        },
+                    )
+                    .map_err(unavailable)?;
+                out.push((key, e));
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(out)
         })
         .await
     }

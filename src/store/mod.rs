@@ -11,6 +11,7 @@ pub mod embedded_device_side;
 use async_trait::async_trait;
 
 use crate::domain::device::{ChannelSource, DeviceState};
+use crate::domain::evidence::{Evidence, EvidenceKey, EvidenceMark};
 use crate::domain::health::Health;
 use crate::domain::release::{AppSnapshot, Item};
 use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch};
@@ -110,6 +111,13 @@ pub trait StatsSink: Send + Sync {
     /// Writes a whole batch or nothing, so the plugin can resend a batch that got a 503
     /// without double counting; a batch already applied (same `id`) is not applied again.
     async fn record(&self, batch: &StatsBatch) -> Result<(), StoreError>;
+    /// Records evidence marks: each (release, kind, device) counts once, and only while its
+    /// network has counted fewer than `network_cap` devices of that kind. Returns the evidence
+    /// of each release for which this call counted a new failure (only those can pause).
+    async fn record_evidence(
+        &self,
+        marks: &[EvidenceMark],
+    ) -> Result<Vec<(EvidenceKey, Evidence)>, StoreError>;
     /// The action counts of one release.
     async fn counts(&self, key: &CounterKey) -> Result<ActionCounts, StoreError>;
     /// The action counts of every release of an app.

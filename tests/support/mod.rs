@@ -102,17 +102,18 @@ pub struct Server {
 impl Server {
     /// Starts `updraft serve --addr 127.0.0.1:0` with extra args/env and waits for its URL.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_with_stderr(args, env, Stdio::inherit())
+    }
+
+    /// `start`, with the server's logs (stderr) sent to `stderr`.
+    pub fn start_with_stderr(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut cmd = updraft();
         cmd.arg("serve")
             .arg("--addr")
             .arg("127.0.0.1:0")
             .args(args)
             .envs(env.iter().copied());
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -130,6 +131,11 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.origin)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// True while the process has not exited.
