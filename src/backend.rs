@@ -18,7 +18,9 @@ use crate::store::dynamo::DynamoStore;
 use crate::store::dynamo_devices::DynamoDevices;
 use crate::store::dynamo_stats::DynamoStats;
 use crate::store::embedded::EmbeddedStore;
-use crate::store::{DeviceStore, ItemWriter, ReleaseControl, ReleaseStore, StatsSink};
+use crate::store::{
+    DeviceStore, HistoryStore, ItemQuery, ItemWriter, ReleaseControl, ReleaseStore, StatsSink,
+};
 
 /// Where items and bundles live.
 #[derive(Debug, Clone)]
@@ -84,31 +86,58 @@ impl Backend {
         }
     }
 
-    /// The stores operator commands use (`updraft stats`, `resume`, `device …`).
-    pub async fn operator_stores(&self) -> anyhow::Result<OperatorStores> {
+    /// The stores operator commands use. With `create` false (every command but `release`),
+    /// an embedded store that does not exist is an error, so no command creates a data
+    /// folder by mistake. Bundle storage is opened when the backend names it (`quiet`: no
+    /// upload progress bar, for `--json`).
+    pub async fn operator_stores(
+        &self,
+        create: bool,
+        quiet: bool,
+    ) -> anyhow::Result<OperatorStores> {
         match self {
             Backend::Embedded { data } => {
+                if !create && !EmbeddedStore::exists(data) {
+                    anyhow::bail!(
+                        "there is no Updraft store in {} (no updraft.db); pass --data or set UPDRAFT_DATA to the folder `updraft serve` uses",
+                        data.display()
+                    );
+                }
                 let store = Arc::new(EmbeddedStore::open(data)?);
+                // The URL lifetime is the server's business; operators only store files.
+                let bundles = LocalBundles::open(data, Duration::from_secs(3600))?;
                 Ok(OperatorStores {
                     releases: store.clone(),
                     items: store.clone(),
+                    query: store.clone(),
+                    history: store.clone(),
                     devices: store.clone(),
                     stats: store.clone(),
                     control: store,
+                    bundles: Some(Arc::new(bundles)),
+                    identity: Identity::Local,
                 })
             }
             Backend::Aws {
                 table,
                 devices_table,
-                ..
+                bucket,
             } => {
                 let conf = sdk_config(AwsTimeouts::OPERATOR).await;
                 let client = dynamo_client(&conf);
                 let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
                 let ttl = device_ttl()?;
+                let bundles: Option<Arc<dyn BundleStore>> = (!bucket.is_empty()).then(|| {
+                    Arc::new(
+                        S3Bundles::new(s3_client(&conf), bucket.clone(), Duration::from_secs(3600))
+                            .quiet(quiet),
+                    ) as Arc<dyn BundleStore>
+                });
                 Ok(OperatorStores {
                     releases: store.clone(),
                     items: store.clone(),
+                    query: store.clone(),
+                    history: store.clone(),
                     devices: Arc::new(DynamoDevices::new(
                         client.clone(),
                         devices_table.clone(),
@@ -121,31 +150,9 @@ impl Backend {
                         ttl,
                     )),
                     control: store,
+                    bundles,
+                    identity: Identity::Aws(aws_sdk_sts::Client::new(&conf)),
                 })
-            }
-        }
-    }
-
-    /// The writers `updraft release` uses on this backend.
-    pub async fn writers(
-        &self,
-        quiet: bool,
-    ) -> anyhow::Result<(Box<dyn ItemWriter>, Box<dyn BundleStore>)> {
-        match self {
-            Backend::Embedded { data } => {
-                let store = EmbeddedStore::open(data)?;
-                // The URL lifetime is the server's business; release only stores files.
-                let bundles = LocalBundles::open(data, Duration::from_secs(3600))?;
-                Ok((Box::new(store), Box::new(bundles)))
-            }
-            Backend::Aws { table, bucket, .. } => {
-                require_bucket(bucket)?;
-                let conf = sdk_config(AwsTimeouts::OPERATOR).await;
-                let store = DynamoStore::new(dynamo_client(&conf), table.clone());
-                let bundles =
-                    S3Bundles::new(s3_client(&conf), bucket.clone(), Duration::from_secs(3600))
-                        .quiet(quiet);
-                Ok((Box::new(store), Box::new(bundles)))
             }
         }
     }
@@ -178,9 +185,53 @@ fn require_bucket(bucket: &str) -> anyhow::Result<()> {
 pub struct OperatorStores {
     pub releases: Arc<dyn ReleaseStore>,
     pub items: Arc<dyn ItemWriter>,
+    pub query: Arc<dyn ItemQuery>,
+    pub history: Arc<dyn HistoryStore>,
     pub devices: Arc<dyn DeviceStore>,
     pub stats: Arc<dyn StatsSink>,
     pub control: Arc<dyn ReleaseControl>,
+    /// `None` on AWS without `--bucket`: only commands that touch bundles need it.
+    pub bundles: Option<Arc<dyn BundleStore>>,
+    pub identity: Identity,
+}
+
+impl OperatorStores {
+    /// The bundle storage, or the one-sentence reason it is missing.
+    pub fn bundles(&self) -> anyhow::Result<&dyn BundleStore> {
+        self.bundles
+            .as_deref()
+            .context("--backend aws needs --bucket (or UPDRAFT_BUCKET) for bundles")
+    }
+}
+
+/// Who history names for an operator's change.
+pub enum Identity {
+    /// The OS user running the command.
+    Local,
+    /// The caller's AWS principal, from STS GetCallerIdentity.
+    Aws(aws_sdk_sts::Client),
+}
+
+impl Identity {
+    /// The OS user locally (`USER`, `LOGNAME` or `USERNAME`), the principal ARN on AWS.
+    pub async fn who(&self) -> anyhow::Result<String> {
+        match self {
+            Identity::Local => Ok(["USER", "LOGNAME", "USERNAME"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok().filter(|u| !u.trim().is_empty()))
+                .unwrap_or_else(|| "unknown".to_owned())),
+            Identity::Aws(sts) => {
+                let out = sts.get_caller_identity().send().await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "STS GetCallerIdentity: {}",
+                        aws_sdk_sts::error::DisplayErrorContext(e)
+                    )
+                })?;
+                out.arn
+                    .context("STS GetCallerIdentity answered without an ARN")
+            }
+        }
+    }
 }
 
 /// `UPDRAFT_DEVICE_TTL`: seconds a device item lives after its last write.

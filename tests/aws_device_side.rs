@@ -22,7 +22,7 @@ use updraft::store::dynamo_stats::{
     COUNTER_SHARDS, DynamoStats, counter_partition, counter_sk, shard_of,
 };
 use updraft::store::{
-    DeviceStore, PauseRequest, ReleaseControl, ReleaseStore, StatsSink, StoreError,
+    DeviceStore, PauseRequest, ReleaseControl, ReleaseStore, ResumeRequest, StatsSink, StoreError,
 };
 
 const APP: &str = "com.example.app";
@@ -811,6 +811,16 @@ fn pause_at(version: &str, now: u64) -> PauseRequest {
         reason: format!("auto-paused at {now}"),
         now,
         cooldown_secs: 3600,
+        who: None,
+    }
+}
+
+fn resume_at(now: u64, baseline: Health) -> ResumeRequest {
+    ResumeRequest {
+        version: "1.0.1".into(),
+        now,
+        baseline,
+        who: "tester".into(),
     }
 }
 
@@ -870,7 +880,7 @@ async fn pause_is_conditional() {
     };
     assert!(
         store
-            .resume_release(APP, SK, 5000, baseline)
+            .resume_release(APP, SK, &resume_at(5000, baseline))
             .await
             .expect("resume")
     );
@@ -913,7 +923,7 @@ async fn resume_needs_the_item() {
     let store = fx.store();
     assert!(
         !store
-            .resume_release(APP, SK, 100, Health::default())
+            .resume_release(APP, SK, &resume_at(100, Health::default()))
             .await
             .expect("resume")
     );
@@ -950,7 +960,7 @@ async fn control_on_a_missing_table_is_unavailable() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     let err = store
-        .resume_release(APP, SK, 10, Health::default())
+        .resume_release(APP, SK, &resume_at(10, Health::default()))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");

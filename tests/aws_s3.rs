@@ -304,11 +304,19 @@ async fn publish_then_serve_end_to_end() {
         encryption: None,
         policy: Item::new(),
         code_check: false,
+        expect_revision: None,
     };
-    let published = publish(&store, &bundles, spec.clone()).await.unwrap();
+    let published = publish(&store, &store, &bundles, spec.clone(), "tester")
+        .await
+        .unwrap();
     assert!(!published.reused_bundle);
     // Releasing the same bytes again reuses the object.
-    assert!(publish(&store, &bundles, spec).await.unwrap().reused_bundle);
+    assert!(
+        publish(&store, &store, &bundles, spec, "tester")
+            .await
+            .unwrap()
+            .reused_bundle
+    );
 
     let snap = store.load_app("com.example.app").await.unwrap().unwrap();
     let body = r#"{"platform":"ios","device_id":"6a1f0b3e-1111-4222-8333-9c2d00000000",

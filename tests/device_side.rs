@@ -15,7 +15,7 @@ use aws_common::{config_for, emulator, unique};
 use support::{APP_ID, DEVICE_ID, plugin_body};
 use updraft::api::{AppState, router};
 use updraft::aws::{AwsTimeouts, dynamo_client, s3_client};
-use updraft::backend::OperatorStores;
+use updraft::backend::{Identity, OperatorStores};
 use updraft::bundles::local::LocalBundles;
 use updraft::bundles::s3::S3Bundles;
 use updraft::domain::release::{AttrValue, Item, Target, release_sk};
@@ -79,9 +79,13 @@ async fn embedded() -> Harness {
     let ops = OperatorStores {
         releases: shared.clone(),
         items: shared.clone(),
+        query: shared.clone(),
+        history: shared.clone(),
         devices: shared.clone(),
         stats: shared.clone(),
         control: shared,
+        bundles: None,
+        identity: Identity::Local,
     };
     Harness {
         origin,
@@ -123,9 +127,13 @@ async fn dynamo() -> Harness {
     let ops = OperatorStores {
         releases: store.clone(),
         items: store.clone(),
+        query: store.clone(),
+        history: store.clone(),
         devices: device_store,
         stats,
         control: store,
+        bundles: None,
+        identity: Identity::Local,
     };
     Harness {
         origin,

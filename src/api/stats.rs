@@ -128,6 +128,7 @@ async fn auto_pause(state: &AppState, snap: &AppSnapshot, evidence: &[(EvidenceK
             reason: reason.clone(),
             now,
             cooldown_secs: policy.cooldown_secs,
+            who: None,
         };
         match state
             .control

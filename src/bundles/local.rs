@@ -184,6 +184,23 @@ impl BundleStore for LocalBundles {
         }
         Ok(())
     }
+
+    async fn exists(&self, key: &str) -> Result<bool, BundleError> {
+        let path = self
+            .path_of(key)
+            .ok_or_else(|| BundleError::InvalidKey(key.to_owned()))?;
+        Ok(path.is_file())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BundleError> {
+        let path = self
+            .path_of(key)
+            .ok_or_else(|| BundleError::InvalidKey(key.to_owned()))?;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(unavailable(e)),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

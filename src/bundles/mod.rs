@@ -28,6 +28,10 @@ pub trait BundleStore: Send + Sync {
         bytes: &[u8],
         sha256_hex: &str,
     ) -> Result<(), BundleError>;
+    /// True when an object is stored under `key` (rollback and promote refuse missing ones).
+    async fn exists(&self, key: &str) -> Result<bool, BundleError>;
+    /// Removes the object under `key` (a missing one is not an error).
+    async fn delete(&self, key: &str) -> Result<(), BundleError>;
 }
 
 /// Makes the `url` of an update answer for a stored bundle.

@@ -309,4 +309,36 @@ impl BundleStore for S3Bundles {
         }
         self.verify(key, bytes.len(), sha256_hex).await
     }
+
+    async fn exists(&self, key: &str) -> Result<bool, BundleError> {
+        if !is_valid_key(key) {
+            return Err(BundleError::InvalidKey(key.to_owned()));
+        }
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(false),
+            Err(e) => Err(unavailable("HeadObject", e)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BundleError> {
+        if !is_valid_key(key) {
+            return Err(BundleError::InvalidKey(key.to_owned()));
+        }
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| unavailable("DeleteObject", e))?;
+        Ok(())
+    }
 }

@@ -1,7 +1,13 @@
-//! The `updraft` command line: `serve`, `release` and the operator commands.
+//! The `updraft` command line: `serve`, `release` and the operator commands. Every operator
+//! command opens its backend the same way (`OpArgs`: `--backend`, `--data`, `--table`, …, the
+//! same flags and environment as `serve`) and prints the same way (`output::Report`: a table
+//! or one JSON document with `--json`).
 
+pub mod bundles;
 pub mod operator;
+pub mod output;
 pub mod publish;
+pub mod releases;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,8 +19,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::api::listener::ListenLimits;
 use crate::api::router;
-use crate::backend::{Backend, ServeSettings};
-use crate::cli::publish::{BundleSource, Encryption, ReleaseSpec, publish};
+use crate::backend::{Backend, OperatorStores, ServeSettings};
+use crate::cli::output::{Report, explain};
+use crate::cli::publish::{BundleSource, Encryption, Published, ReleaseSpec, publish};
+use crate::domain::protocol::Platform;
 use crate::domain::release::{AttrValue, Item, Target};
 
 #[derive(Debug, Parser)]
@@ -32,10 +40,25 @@ pub struct Cli {
 pub enum Command {
     /// Serve the update API on this machine (embedded store by default).
     Serve(ServeArgs),
-    /// Release a bundle (or `builtin`) to a channel.
+    /// Release a bundle (or `builtin`) to a channel, keeping the channel's policy.
     Release(Box<ReleaseArgs>),
+    /// Point a channel back at the version it served before (or --to VERSION), without uploading.
+    Rollback(RollbackArgs),
+    /// Serve one channel's bundle on another (e.g. beta -> production), keeping the target's policy.
+    Promote(PromoteArgs),
+    /// What changed on the app's channels, when and by whom (newest first).
+    History(HistoryArgs),
+    /// Channels: their policy, and what they serve on each platform.
+    #[command(subcommand)]
+    Channel(ChannelCommand),
+    /// Apps and their default channels.
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Uploaded bundles: list them, delete those nothing serves.
+    #[command(subcommand)]
+    Bundles(BundlesCommand),
     /// Installs, failures and pause state of every release of an app.
-    Stats(StatsArgs),
+    Stats(AppArgs),
     /// Stop offering a release (devices get `release_paused`).
     Pause(PauseArgs),
     /// Lift a pause (manual or automatic); only later failures count towards the next one.
@@ -45,24 +68,31 @@ pub enum Command {
     Device(DeviceCommand),
 }
 
+/// What every operator command takes: where the store is, and how to print.
 #[derive(Debug, Args)]
-pub struct StatsArgs {
+pub struct OpArgs {
     #[command(flatten)]
     pub store: BackendArgs,
-    #[arg(long)]
-    pub app: String,
-    /// Print JSON instead of a table.
+    /// Print one JSON document on stdout instead of a table or sentence.
     #[arg(long)]
     pub json: bool,
+}
+
+/// An operator command on one app.
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    #[command(flatten)]
+    pub op: OpArgs,
+    /// App id, as in capacitor.config (e.g. com.example.app).
+    #[arg(long)]
+    pub app: String,
 }
 
 /// One release item: app, channel and platform.
 #[derive(Debug, Args)]
 pub struct ReleaseRef {
     #[command(flatten)]
-    pub store: BackendArgs,
-    #[arg(long)]
-    pub app: String,
+    pub app: AppArgs,
     #[arg(long, default_value = "production")]
     pub channel: String,
     #[arg(long, value_enum, default_value = "all")]
@@ -78,6 +108,100 @@ pub struct PauseArgs {
     pub reason: String,
 }
 
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub release: ReleaseRef,
+    /// The version to serve (a stored bundle, or `builtin`); default: the one served before.
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// The channel whose bundle is promoted.
+    #[arg(long)]
+    pub from: String,
+    /// The channel that will serve it.
+    #[arg(long)]
+    pub to: String,
+    #[arg(long, value_enum, default_value = "all")]
+    pub platform: PlatformArg,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// Only this channel.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// Change a channel's policy without touching what it serves.
+    Set(ChannelSetArgs),
+    /// Every channel x platform: version, policy, pause state.
+    List(AppArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChannelSetArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    #[arg(long)]
+    pub channel: String,
+    /// Only this platform's item (default: every item of the channel).
+    #[arg(long, value_enum)]
+    pub platform: Option<PlatformArg>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Change only if the item is still at this revision (from `channel list --json`).
+    #[arg(long)]
+    pub expect_revision: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Set the channel devices get when they ask for none (per platform with --platform).
+    Set(AppSetArgs),
+    /// Every app in the store, with its default channels.
+    List(OpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AppSetArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    #[arg(long)]
+    pub default_channel: String,
+    /// Only for devices of this platform (`default_channel_<platform>`).
+    #[arg(long, value_enum)]
+    pub platform: Option<DevicePlatformArg>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundlesCommand {
+    /// Stored bundles: version, size, checksum, upload time, which channels serve them.
+    List(AppArgs),
+    /// Delete a bundle's zip and item; refused while a channel serves it.
+    Delete(BundleDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BundleDeleteArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    #[arg(long = "version")]
+    pub version: String,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DeviceCommand {
     /// Put a device on a channel whatever it asks for (e.g. QA devices on beta).
@@ -85,15 +209,13 @@ pub enum DeviceCommand {
     /// Remove a device's channel override.
     UnsetChannel(DeviceArgs),
     /// Show what the server knows about a device.
-    Show(DeviceShowArgs),
+    Show(DeviceArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct DeviceArgs {
     #[command(flatten)]
-    pub store: BackendArgs,
-    #[arg(long)]
-    pub app: String,
+    pub app: AppArgs,
     /// The device id (the plugin's `device_id`, a UUID; `getDeviceId()` in the app).
     #[arg(long)]
     pub device: String,
@@ -105,14 +227,6 @@ pub struct DeviceChannelArgs {
     pub device: DeviceArgs,
     #[arg(long)]
     pub channel: String,
-}
-
-#[derive(Debug, Args)]
-pub struct DeviceShowArgs {
-    #[command(flatten)]
-    pub device: DeviceArgs,
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -214,6 +328,24 @@ pub enum PlatformArg {
     Electron,
 }
 
+/// A device platform (no `all`).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DevicePlatformArg {
+    Android,
+    Ios,
+    Electron,
+}
+
+impl DevicePlatformArg {
+    fn platform(self) -> Platform {
+        match self {
+            Self::Android => Platform::Android,
+            Self::Ios => Platform::Ios,
+            Self::Electron => Platform::Electron,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DisableArg {
     None,
@@ -224,30 +356,9 @@ pub enum DisableArg {
     VersionNumber,
 }
 
+/// Channel policy flags (design.md §3); absent flags keep what the channel has.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("source").args(["dir", "zip", "url"])))]
-pub struct ReleaseArgs {
-    #[command(flatten)]
-    pub store: BackendArgs,
-    /// App id, as in capacitor.config (e.g. com.example.app).
-    #[arg(long)]
-    pub app: String,
-    /// Bundle version (semver), or `builtin` to send devices back to the store build.
-    #[arg(long = "version")]
-    pub version: String,
-    /// Built web folder to zip (index.html at its root).
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// Zip to release as is (e.g. from `capgo bundle zip` or `capgo bundle encrypt`).
-    #[arg(long)]
-    pub zip: Option<PathBuf>,
-    /// An https URL of a zip hosted elsewhere (needs --checksum).
-    #[arg(long)]
-    pub url: Option<String>,
-    #[arg(long, default_value = "production")]
-    pub channel: String,
-    #[arg(long, value_enum, default_value = "all")]
-    pub platform: PlatformArg,
+pub struct PolicyArgs {
     /// Which native-version difference blocks the update (default major).
     #[arg(long, value_enum)]
     pub disable_auto_update: Option<DisableArg>,
@@ -265,9 +376,95 @@ pub struct ReleaseArgs {
     pub allow_dev: Option<bool>,
     #[arg(long)]
     pub allow_prod: Option<bool>,
-    /// Devices may choose this channel with setChannel (default false).
+    /// Devices may choose this channel with setChannel / defaultChannel (default false).
     #[arg(long)]
     pub allow_self_assign: Option<bool>,
+    /// Pause the release automatically when devices report failures (default true).
+    #[arg(long)]
+    pub auto_pause: Option<bool>,
+    /// Failure rate (0-1) above which the release is paused automatically (default 0.1).
+    #[arg(long)]
+    pub auto_pause_threshold: Option<f64>,
+    /// Install attempts needed before an automatic pause is considered.
+    #[arg(long)]
+    pub auto_pause_min_attempts: Option<u64>,
+    /// Seconds after a resume during which no automatic pause happens.
+    #[arg(long)]
+    pub auto_pause_cooldown: Option<u64>,
+}
+
+impl PolicyArgs {
+    /// The attributes the flags set.
+    pub fn to_item(&self) -> anyhow::Result<Item> {
+        let mut policy = Item::new();
+        if let Some(d) = self.disable_auto_update {
+            policy.insert(
+                "disable_auto_update".into(),
+                AttrValue::S(disable_str(d).into()),
+            );
+        }
+        if let Some(v) = &self.min_update_version {
+            policy.insert("min_update_version".into(), AttrValue::S(v.clone()));
+        }
+        for (name, v) in [
+            (
+                "disable_auto_update_under_native",
+                self.disable_under_native,
+            ),
+            ("allow_emulator", self.allow_emulator),
+            ("allow_device", self.allow_device),
+            ("allow_dev", self.allow_dev),
+            ("allow_prod", self.allow_prod),
+            ("allow_self_assign", self.allow_self_assign),
+            ("auto_pause", self.auto_pause),
+        ] {
+            if let Some(v) = v {
+                policy.insert(name.into(), AttrValue::Bool(v));
+            }
+        }
+        if let Some(t) = self.auto_pause_threshold {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&t),
+                "--auto-pause-threshold is a failure rate between 0 and 1 (e.g. 0.1)"
+            );
+            let n = serde_json::Number::from_f64(t).context("--auto-pause-threshold")?;
+            policy.insert("auto_pause_threshold".into(), AttrValue::N(n));
+        }
+        for (name, v) in [
+            ("auto_pause_min_attempts", self.auto_pause_min_attempts),
+            ("auto_pause_cooldown", self.auto_pause_cooldown),
+        ] {
+            if let Some(v) = v {
+                policy.insert(name.into(), AttrValue::N(v.into()));
+            }
+        }
+        Ok(policy)
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").args(["dir", "zip", "url"])))]
+pub struct ReleaseArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// Bundle version (semver), or `builtin` to send devices back to the store build.
+    #[arg(long = "version")]
+    pub version: String,
+    /// Built web folder to zip (index.html at its root).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Zip to release as is (e.g. from `capgo bundle zip` or `capgo bundle encrypt`).
+    #[arg(long)]
+    pub zip: Option<PathBuf>,
+    /// An https URL of a zip hosted elsewhere (needs --checksum).
+    #[arg(long)]
+    pub url: Option<String>,
+    #[arg(long, default_value = "production")]
+    pub channel: String,
+    #[arg(long, value_enum, default_value = "all")]
+    pub platform: PlatformArg,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     #[arg(long)]
     pub link: Option<String>,
     #[arg(long)]
@@ -285,49 +482,27 @@ pub struct ReleaseArgs {
     /// Release even if no file calls notifyAppReady().
     #[arg(long)]
     pub no_code_check: bool,
-    /// Print the result as JSON.
+    /// Release only if the channel's item is still at this revision (from `channel list --json`).
     #[arg(long)]
-    pub json: bool,
+    pub expect_revision: Option<u64>,
 }
 
 impl ReleaseArgs {
-    fn spec(&self) -> ReleaseSpec {
+    fn spec(&self) -> anyhow::Result<ReleaseSpec> {
         let source = match (&self.dir, &self.zip, &self.url) {
             (Some(d), _, _) => BundleSource::Dir(d.clone()),
             (_, Some(z), _) => BundleSource::Zip(z.clone()),
             (_, _, Some(u)) => BundleSource::ExternalUrl(u.clone()),
             _ => BundleSource::None,
         };
-        let mut policy = Item::new();
-        let mut put_s = |name: &str, v: Option<&str>| {
+        let mut policy = self.policy.to_item()?;
+        for (name, v) in [("link", &self.link), ("comment", &self.comment)] {
             if let Some(v) = v {
-                policy.insert(name.into(), AttrValue::S(v.to_owned()));
-            }
-        };
-        put_s(
-            "disable_auto_update",
-            self.disable_auto_update.map(disable_str),
-        );
-        put_s("min_update_version", self.min_update_version.as_deref());
-        put_s("link", self.link.as_deref());
-        put_s("comment", self.comment.as_deref());
-        for (name, v) in [
-            (
-                "disable_auto_update_under_native",
-                self.disable_under_native,
-            ),
-            ("allow_emulator", self.allow_emulator),
-            ("allow_device", self.allow_device),
-            ("allow_dev", self.allow_dev),
-            ("allow_prod", self.allow_prod),
-            ("allow_self_assign", self.allow_self_assign),
-        ] {
-            if let Some(v) = v {
-                policy.insert(name.into(), AttrValue::Bool(v));
+                policy.insert(name.into(), AttrValue::S(v.clone()));
             }
         }
-        ReleaseSpec {
-            app_id: self.app.clone(),
+        Ok(ReleaseSpec {
+            app_id: self.app.app.clone(),
             version: self.version.clone(),
             channel: self.channel.clone(),
             target: target_of(self.platform),
@@ -339,16 +514,17 @@ impl ReleaseArgs {
             }),
             policy,
             code_check: !self.no_code_check,
-        }
+            expect_revision: self.expect_revision,
+        })
     }
 }
 
 fn target_of(p: PlatformArg) -> Target {
     match p {
         PlatformArg::All => Target::All,
-        PlatformArg::Android => Target::Platform(crate::domain::protocol::Platform::Android),
-        PlatformArg::Ios => Target::Platform(crate::domain::protocol::Platform::Ios),
-        PlatformArg::Electron => Target::Platform(crate::domain::protocol::Platform::Electron),
+        PlatformArg::Android => Target::Platform(Platform::Android),
+        PlatformArg::Ios => Target::Platform(Platform::Ios),
+        PlatformArg::Electron => Target::Platform(Platform::Electron),
     }
 }
 
@@ -362,89 +538,186 @@ fn disable_str(d: DisableArg) -> &'static str {
     }
 }
 
-/// Runs a parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Serve(args) => serve(args).await,
-        Command::Release(args) => release(args).await,
-        Command::Stats(a) => {
-            let stores = a.store.backend()?.operator_stores().await?;
-            crate::cli::operator::print_stats(&stores, &a.app, a.json).await
+impl Command {
+    /// The command's store and output flags, its name for JSON errors, and whether it may
+    /// create a store (only `release` does; `serve` has its own path).
+    fn op(&self) -> (&OpArgs, &'static str, bool) {
+        match self {
+            Command::Serve(_) => unreachable!("serve is not an operator command"),
+            Command::Release(a) => (&a.app.op, "release", true),
+            Command::Rollback(a) => (&a.release.app.op, "rollback", false),
+            Command::Promote(a) => (&a.app.op, "promote", false),
+            Command::History(a) => (&a.app.op, "history", false),
+            Command::Channel(ChannelCommand::Set(a)) => (&a.app.op, "channel_set", false),
+            Command::Channel(ChannelCommand::List(a)) => (&a.op, "channel_list", false),
+            Command::App(AppCommand::Set(a)) => (&a.app.op, "app_set", false),
+            Command::App(AppCommand::List(a)) => (a, "app_list", false),
+            Command::Bundles(BundlesCommand::List(a)) => (&a.op, "bundles_list", false),
+            Command::Bundles(BundlesCommand::Delete(a)) => (&a.app.op, "bundles_delete", false),
+            Command::Stats(a) => (&a.op, "stats", false),
+            Command::Pause(a) => (&a.release.app.op, "pause", false),
+            Command::Resume(a) => (&a.app.op, "resume", false),
+            Command::Device(DeviceCommand::SetChannel(a)) => {
+                (&a.device.app.op, "device_set_channel", false)
+            }
+            Command::Device(DeviceCommand::UnsetChannel(a)) => {
+                (&a.app.op, "device_unset_channel", false)
+            }
+            Command::Device(DeviceCommand::Show(a)) => (&a.app.op, "device_show", false),
         }
+    }
+}
+
+/// Runs a parsed command line. Errors come back as one sentence (see `output::explain`);
+/// with `--json` they are also printed as `{"error", "message"}` on stdout.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Serve(args) = cli.command {
+        return serve(args).await.map_err(|e| anyhow::anyhow!(explain(&e)));
+    }
+    let (op, name, create) = cli.command.op();
+    let json = op.json;
+    let result = async {
+        let stores = op.store.backend()?.operator_stores(create, json).await?;
+        execute(&cli.command, &stores).await
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            report.print(json);
+            Ok(())
+        }
+        Err(e) => {
+            let message = explain(&e);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": format!("{name}_failed"), "message": message })
+                );
+            }
+            Err(anyhow::anyhow!(message))
+        }
+    }
+}
+
+/// One operator command on opened stores.
+async fn execute(command: &Command, stores: &OperatorStores) -> anyhow::Result<Report> {
+    use crate::cli::operator::{DeviceAction, device, pause, resume, stats};
+    use crate::cli::releases::{
+        app_list, app_set, channel_list, channel_set, history, promote, rollback,
+    };
+    match command {
+        Command::Serve(_) => unreachable!("handled by run"),
+        Command::Release(a) => release(a, stores).await,
+        Command::Rollback(a) => {
+            let r = &a.release;
+            rollback(
+                stores,
+                &r.app.app,
+                &r.channel,
+                target_of(r.platform),
+                a.to.as_deref(),
+            )
+            .await
+        }
+        Command::Promote(a) => {
+            promote(stores, &a.app.app, &a.from, &a.to, target_of(a.platform)).await
+        }
+        Command::History(a) => history(stores, &a.app.app, a.channel.as_deref(), a.limit).await,
+        Command::Channel(ChannelCommand::Set(a)) => {
+            channel_set(
+                stores,
+                &a.app.app,
+                &a.channel,
+                a.platform.map(target_of),
+                &a.policy.to_item()?,
+                a.expect_revision,
+            )
+            .await
+        }
+        Command::Channel(ChannelCommand::List(a)) => channel_list(stores, &a.app).await,
+        Command::App(AppCommand::Set(a)) => {
+            app_set(
+                stores,
+                &a.app.app,
+                &a.default_channel,
+                a.platform.map(DevicePlatformArg::platform),
+            )
+            .await
+        }
+        Command::App(AppCommand::List(_)) => app_list(stores).await,
+        Command::Bundles(BundlesCommand::List(a)) => {
+            crate::cli::bundles::list(stores, &a.app).await
+        }
+        Command::Bundles(BundlesCommand::Delete(a)) => {
+            crate::cli::bundles::delete(stores, &a.app.app, &a.version).await
+        }
+        Command::Stats(a) => stats(stores, &a.app).await,
         Command::Pause(a) => {
             let r = &a.release;
-            let stores = r.store.backend()?.operator_stores().await?;
-            crate::cli::operator::pause(
-                &stores,
-                &r.app,
+            pause(
+                stores,
+                &r.app.app,
                 &r.channel,
                 target_of(r.platform),
                 &a.reason,
             )
             .await
         }
-        Command::Resume(r) => {
-            let stores = r.store.backend()?.operator_stores().await?;
-            crate::cli::operator::resume(&stores, &r.app, &r.channel, target_of(r.platform)).await
-        }
+        Command::Resume(r) => resume(stores, &r.app.app, &r.channel, target_of(r.platform)).await,
         Command::Device(cmd) => {
-            let (d, action) = match &cmd {
-                DeviceCommand::SetChannel(a) => (
-                    &a.device,
-                    crate::cli::operator::DeviceAction::SetChannel(&a.channel),
-                ),
-                DeviceCommand::UnsetChannel(a) => {
-                    (a, crate::cli::operator::DeviceAction::UnsetChannel)
-                }
-                DeviceCommand::Show(a) => (
-                    &a.device,
-                    crate::cli::operator::DeviceAction::Show { json: a.json },
-                ),
+            let (d, action) = match cmd {
+                DeviceCommand::SetChannel(a) => (&a.device, DeviceAction::SetChannel(&a.channel)),
+                DeviceCommand::UnsetChannel(a) => (a, DeviceAction::UnsetChannel),
+                DeviceCommand::Show(a) => (a, DeviceAction::Show),
             };
-            let stores = d.store.backend()?.operator_stores().await?;
-            crate::cli::operator::device(&stores, &d.app, &d.device, action).await
+            device(stores, &d.app.app, &d.device, action).await
         }
     }
 }
 
-async fn release(args: Box<ReleaseArgs>) -> anyhow::Result<()> {
-    let (store, bundles) = args.store.backend()?.writers(args.json).await?;
-    let json = args.json;
-    match publish(store.as_ref(), bundles.as_ref(), args.spec()).await {
-        Ok(p) if json => {
-            println!("{}", serde_json::to_string_pretty(&p)?);
-            Ok(())
-        }
-        Ok(p) => {
-            let what = match (&p.bundle, &p.url) {
-                (Some(b), _) => format!(
-                    "bundle {b} ({} bytes, sha256 {})",
-                    p.size.unwrap_or(0),
-                    p.checksum.as_deref().unwrap_or("")
-                ),
-                (_, Some(u)) => format!("external zip {u}"),
-                _ => "a reset to the builtin assets".to_owned(),
-            };
-            let reused = if p.reused_bundle {
-                " (bundle already uploaded, reused)"
-            } else {
-                ""
-            };
-            println!(
-                "Released {} {} to channel {} on {}: {what}{reused}",
-                p.app_id, p.version, p.channel, p.platform
-            );
-            Ok(())
-        }
-        Err(e) if json => {
-            println!(
-                "{}",
-                serde_json::json!({ "error": "release_failed", "message": e.to_string() })
-            );
-            Err(e.into())
-        }
-        Err(e) => Err(e.into()),
+async fn release(args: &ReleaseArgs, stores: &OperatorStores) -> anyhow::Result<Report> {
+    let spec = args.spec()?;
+    let who = stores.identity.who().await?;
+    let p = publish(
+        stores.items.as_ref(),
+        stores.history.as_ref(),
+        stores.bundles()?,
+        spec,
+        &who,
+    )
+    .await?;
+    Report::new(&p, release_text(&p))
+}
+
+fn release_text(p: &Published) -> String {
+    let what = match (&p.bundle, &p.url) {
+        (Some(b), _) => format!(
+            "bundle {b} ({} bytes, sha256 {})",
+            p.size.unwrap_or(0),
+            p.checksum.as_deref().unwrap_or("")
+        ),
+        (_, Some(u)) => format!("external zip {u}"),
+        _ => "a reset to the builtin assets".to_owned(),
+    };
+    let reused = if p.reused_bundle {
+        " (bundle already uploaded, reused)"
+    } else {
+        ""
+    };
+    let mut text = format!(
+        "Released {} {} to channel {} on {}: {what}{reused}.",
+        p.app_id, p.version, p.channel, p.platform
+    );
+    if let Some(prev) = &p.previous_version {
+        text.push_str(&format!(" It served {prev} before."));
     }
+    if !p.kept_policy.is_empty() {
+        text.push_str(&format!(
+            " Kept the channel's policy: {}.",
+            p.kept_policy.join(", ")
+        ));
+    }
+    text
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -8,11 +8,13 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::backend::OperatorStores;
+use crate::cli::output::{Report, table};
+use crate::cli::releases::{require_app, require_channel};
 use crate::domain::device::ChannelSource;
 use crate::domain::health::{Health, wilson_lower_bound};
 use crate::domain::release::{AttrValue, Target, release_sk};
 use crate::domain::stats::{ActionCounts, CounterKey, failures, installs};
-use crate::store::PauseRequest;
+use crate::store::{PauseRequest, ResumeRequest};
 
 fn now_unix() -> u64 {
     SystemTime::now()
@@ -40,12 +42,9 @@ pub struct ReleaseHealth {
 }
 
 /// `updraft stats --app`: every release with counts, and every serving release.
-pub async fn print_stats(stores: &OperatorStores, app_id: &str, json: bool) -> anyhow::Result<()> {
-    let (snap, counts) = tokio::join!(
-        stores.releases.load_app(app_id),
-        stores.stats.app_counts(app_id)
-    );
-    let (snap, counts) = (snap?, counts?);
+pub async fn stats(stores: &OperatorStores, app_id: &str) -> anyhow::Result<Report> {
+    let (snap, counts) = tokio::join!(require_app(stores, app_id), stores.stats.app_counts(app_id));
+    let (snap, counts) = (Some(snap?), counts?);
     let mut rows: BTreeMap<(String, String), ReleaseHealth> = BTreeMap::new();
     fn row<'r>(
         rows: &'r mut BTreeMap<(String, String), ReleaseHealth>,
@@ -97,55 +96,74 @@ pub async fn print_stats(stores: &OperatorStores, app_id: &str, json: bool) -> a
         }
     }
     let rows: Vec<ReleaseHealth> = rows.into_values().collect();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    if rows.is_empty() {
-        println!("No releases or events for {app_id}.");
-        return Ok(());
-    }
-    println!(
-        "{:<14} {:<14} {:<18} {:>9} {:>9} {:>7}  STATE",
-        "CHANNEL", "VERSION", "SERVING", "INSTALLS", "FAILURES", "FAIL%"
-    );
-    for r in &rows {
-        let state = match (&r.serving.is_empty(), r.paused) {
-            (_, true) => format!("paused: {}", r.pause_reason.as_deref().unwrap_or("")),
-            (false, false) => "live".to_owned(),
-            (true, false) => "-".to_owned(),
-        };
-        println!(
-            "{:<14} {:<14} {:<18} {:>9} {:>9} {:>6.1}%  {state}",
-            r.channel,
-            r.version,
-            if r.serving.is_empty() {
-                "-".to_owned()
-            } else {
-                r.serving.join(",")
-            },
-            r.installs,
-            r.failures,
-            r.failure_rate * 100.0
-        );
-    }
-    Ok(())
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let state = match (&r.serving.is_empty(), r.paused) {
+                (_, true) => format!("paused: {}", r.pause_reason.as_deref().unwrap_or("")),
+                (false, false) => "live".to_owned(),
+                (true, false) => "-".to_owned(),
+            };
+            vec![
+                r.channel.clone(),
+                r.version.clone(),
+                if r.serving.is_empty() {
+                    "-".to_owned()
+                } else {
+                    r.serving.join(",")
+                },
+                r.installs.to_string(),
+                r.failures.to_string(),
+                format!("{:.1}%", r.failure_rate * 100.0),
+                state,
+            ]
+        })
+        .collect();
+    let text = if rows.is_empty() {
+        format!("No releases or events for {app_id}.")
+    } else {
+        table(
+            &[
+                "CHANNEL", "VERSION", "SERVING", "INSTALLS", "FAILURES", "FAIL%", "STATE",
+            ],
+            &cells,
+        )
+    };
+    Report::new(&rows, text)
 }
 
+/// The version `channel`/`target` serves, or a one-sentence error naming what exists.
 async fn release_version(
     stores: &OperatorStores,
     app_id: &str,
-    sk: &str,
+    channel: &str,
+    target: Target,
 ) -> anyhow::Result<String> {
-    let item = stores
-        .items
-        .get_item(app_id, sk)
-        .await?
-        .with_context(|| format!("{app_id} has no release item {sk}"))?;
+    let snap = require_app(stores, app_id).await?;
+    require_channel(&snap, app_id, channel)?;
+    let sk = release_sk(channel, target);
+    let item = stores.items.get_item(app_id, &sk).await?.with_context(|| {
+        format!(
+            "channel {channel} of {app_id} serves nothing on {} (see `updraft channel list --app {app_id}`)",
+            target.as_str()
+        )
+    })?;
     match item.get("version") {
         Some(AttrValue::S(v)) => Ok(v.clone()),
         _ => bail!("the release item {sk} of {app_id} has no version"),
     }
+}
+
+/// What `pause` and `resume` did.
+#[derive(Debug, Serialize)]
+pub struct PauseState {
+    pub app_id: String,
+    pub channel: String,
+    pub platform: String,
+    pub version: String,
+    pub paused: bool,
+    /// False when there was nothing to do (already paused).
+    pub changed: bool,
 }
 
 /// `updraft pause`.
@@ -155,27 +173,39 @@ pub async fn pause(
     channel: &str,
     target: Target,
     reason: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Report> {
     let sk = release_sk(channel, target);
-    let version = release_version(stores, app_id, &sk).await?;
+    let version = release_version(stores, app_id, channel, target).await?;
     let req = PauseRequest {
         version: version.clone(),
         reason: reason.to_owned(),
         now: now_unix(),
         cooldown_secs: 0,
+        who: Some(stores.identity.who().await?),
     };
-    if stores.control.pause_release(app_id, &sk, &req).await? {
-        println!(
+    let changed = stores.control.pause_release(app_id, &sk, &req).await?;
+    let text = if changed {
+        format!(
             "Paused {app_id} {version} on {channel}/{}.",
             target.as_str()
-        );
+        )
     } else {
-        println!(
+        format!(
             "{app_id} {version} on {channel}/{} is already paused.",
             target.as_str()
-        );
-    }
-    Ok(())
+        )
+    };
+    Report::new(
+        &PauseState {
+            app_id: app_id.to_owned(),
+            channel: channel.to_owned(),
+            platform: target.as_str().to_owned(),
+            version,
+            paused: true,
+            changed,
+        },
+        text,
+    )
 }
 
 /// `updraft resume`: lifts the pause and records the counts so far as the new baseline.
@@ -184,9 +214,9 @@ pub async fn resume(
     app_id: &str,
     channel: &str,
     target: Target,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Report> {
     let sk = release_sk(channel, target);
-    let version = release_version(stores, app_id, &sk).await?;
+    let version = release_version(stores, app_id, channel, target).await?;
     let key = CounterKey {
         app_id: app_id.to_owned(),
         channel: channel.to_owned(),
@@ -197,27 +227,42 @@ pub async fn resume(
         installs: installs(&counts),
         failures: failures(&counts),
     };
-    if !stores
-        .control
-        .resume_release(app_id, &sk, now_unix(), baseline)
-        .await?
-    {
-        bail!("{app_id} has no release item {sk}");
+    let resume = ResumeRequest {
+        version: version.clone(),
+        now: now_unix(),
+        baseline,
+        who: stores.identity.who().await?,
+    };
+    if !stores.control.resume_release(app_id, &sk, &resume).await? {
+        bail!(
+            "{channel}/{} of {app_id} changed while resuming (it no longer serves {version}); see `updraft channel list --app {app_id}`",
+            target.as_str()
+        );
     }
-    println!(
+    let text = format!(
         "Resumed {app_id} {version} on {channel}/{} (counting failures from now: {} installs, {} failures so far).",
         target.as_str(),
         baseline.installs,
         baseline.failures
     );
-    Ok(())
+    Report::new(
+        &PauseState {
+            app_id: app_id.to_owned(),
+            channel: channel.to_owned(),
+            platform: target.as_str().to_owned(),
+            version,
+            paused: false,
+            changed: true,
+        },
+        text,
+    )
 }
 
 /// What `updraft device …` does.
 pub enum DeviceAction<'a> {
     SetChannel(&'a str),
     UnsetChannel,
-    Show { json: bool },
+    Show,
 }
 
 /// `updraft device set-channel | unset-channel | show`.
@@ -226,69 +271,74 @@ pub async fn device(
     app_id: &str,
     device_id: &str,
     action: DeviceAction<'_>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Report> {
     let device_id = device_id.to_ascii_lowercase();
     anyhow::ensure!(
         uuid::Uuid::parse_str(&device_id).is_ok(),
-        "--device must be the device's UUID"
+        "--device must be the device's UUID (the plugin's device_id)"
     );
+    let snap = require_app(stores, app_id).await?;
+    #[derive(Serialize)]
+    struct DeviceChannel<'a> {
+        app_id: &'a str,
+        device_id: &'a str,
+        channel: Option<&'a str>,
+    }
     match action {
         DeviceAction::SetChannel(channel) => {
-            let snap = stores
-                .releases
-                .load_app(app_id)
-                .await?
-                .with_context(|| format!("{app_id} has no releases"))?;
-            anyhow::ensure!(
-                snap.channels.contains_key(channel),
-                "{app_id} has no channel {channel:?} (channels: {})",
-                snap.channels.keys().cloned().collect::<Vec<_>>().join(", ")
-            );
+            require_channel(&snap, app_id, channel)?;
             stores
                 .devices
                 .set_channel(app_id, &device_id, channel, ChannelSource::Operator)
                 .await?;
-            println!(
-                "Device {device_id} of {app_id} now gets channel {channel}, whatever it asks for."
-            );
+            Report::new(
+                &DeviceChannel {
+                    app_id,
+                    device_id: &device_id,
+                    channel: Some(channel),
+                },
+                format!(
+                    "Device {device_id} of {app_id} now gets channel {channel}, whatever it asks for."
+                ),
+            )
         }
         DeviceAction::UnsetChannel => {
             stores
                 .devices
                 .unset_channel(app_id, &device_id, None)
                 .await?;
-            println!("Device {device_id} of {app_id} follows its own channel again.");
+            Report::new(
+                &DeviceChannel {
+                    app_id,
+                    device_id: &device_id,
+                    channel: None,
+                },
+                format!("Device {device_id} of {app_id} follows its own channel again."),
+            )
         }
-        DeviceAction::Show { json } => {
+        DeviceAction::Show => {
             let device = stores.devices.get_device(app_id, &device_id).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&device)?);
-            } else if let Some(d) = device {
+            let text = if let Some(d) = &device {
                 let channel = match (&d.channel, d.channel_source) {
                     (Some(c), Some(src)) => format!("{c} (set by {})", src.as_str()),
                     (Some(c), None) => c.clone(),
                     _ => "none (follows defaultChannel / the app's default)".to_owned(),
                 };
-                println!("device:          {device_id}");
-                println!("channel:         {channel}");
                 let failed: Vec<&str> = d.failed_versions.iter().map(String::as_str).collect();
-                println!(
-                    "failed versions: {}",
+                format!(
+                    "device:          {device_id}\nchannel:         {channel}\nfailed versions: {}\nlast failure:    {}",
                     if failed.is_empty() {
                         "none".to_owned()
                     } else {
                         failed.join(", ")
-                    }
-                );
-                println!(
-                    "last failure:    {}",
+                    },
                     d.last_seen
                         .map_or("never".to_owned(), |s| format!("{s} (unix)"))
-                );
+                )
             } else {
-                println!("The server knows nothing about device {device_id} of {app_id}.");
-            }
+                format!("The server knows nothing about device {device_id} of {app_id}.")
+            };
+            Report::new(&device, text)
         }
     }
-    Ok(())
 }

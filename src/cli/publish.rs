@@ -9,12 +9,15 @@ use serde::Serialize;
 
 use crate::bundle_zip::{LayoutError, check_layout, zip_folder};
 use crate::bundles::{BundleError, BundleStore, bundle_key, sha256_hex};
+use crate::cli::releases::{change_item, entry};
+use crate::domain::history::{HistoryAction, revision_of};
+use crate::domain::policy::keep_policy;
 use crate::domain::protocol::is_valid_app_id;
 use crate::domain::release::{
     AttrValue, Item, Release, Target, bundle_sk, is_sha256_hex, release_sk,
 };
 use crate::domain::version::ReleaseVersion;
-use crate::store::{ItemWriter, StoreError};
+use crate::store::{HistoryStore, ItemWriter, StoreError};
 
 /// Where the bundle comes from.
 #[derive(Debug, Clone)]
@@ -52,6 +55,8 @@ pub struct ReleaseSpec {
     pub policy: Item,
     /// Refuse bundles in which no code calls `notifyAppReady()`.
     pub code_check: bool,
+    /// Write only if the release item is still at this revision (`--expect-revision`).
+    pub expect_revision: Option<u64>,
 }
 
 /// What was released, as `--json` prints it.
@@ -71,6 +76,12 @@ pub struct Published {
     pub size: Option<u64>,
     /// True when this exact bundle had been uploaded before and was reused.
     pub reused_bundle: bool,
+    /// The version the channel served there before, if any.
+    pub previous_version: Option<String>,
+    /// Policy attributes kept from the release item this one replaced, as `name=value`.
+    pub kept_policy: Vec<String>,
+    /// The release item's revision after this release.
+    pub revision: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +96,21 @@ pub enum ReleaseError {
     Bundle(#[from] BundleError),
     #[error("cannot read {0}: {1}")]
     Io(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Change(anyhow::Error),
 }
 
 fn invalid(msg: impl Into<String>) -> ReleaseError {
     ReleaseError::Invalid(msg.into())
+}
+
+/// Fails with one sentence unless `name` is a valid channel name.
+pub fn check_channel_name(name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        is_valid_channel(name),
+        "{name:?} is not a valid channel name (letters, digits, . _ -)"
+    );
+    Ok(())
 }
 
 /// Channel names go into sort keys (`release#<channel>#…`): no `#`, nothing exotic.
@@ -114,8 +136,10 @@ fn s(v: &str) -> AttrValue {
 /// Releases a bundle: see the module docs for the order of writes.
 pub async fn publish(
     items: &dyn ItemWriter,
+    history: &dyn HistoryStore,
     bundles: &dyn BundleStore,
     spec: ReleaseSpec,
+    who: &str,
 ) -> Result<Published, ReleaseError> {
     if !is_valid_app_id(&spec.app_id) {
         return Err(invalid(format!(
@@ -149,6 +173,9 @@ pub async fn publish(
         checksum: None,
         size: None,
         reused_bundle: false,
+        previous_version: None,
+        kept_policy: Vec::new(),
+        revision: 0,
     };
 
     match (&version, &spec.source) {
@@ -218,16 +245,41 @@ pub async fn publish(
         }
     }
 
-    // Never write an item the server could not serve.
-    Release::from_item(&release)
-        .map_err(|e| invalid(format!("the release would be invalid: {e}")))?;
-    items
-        .put_item(
-            &spec.app_id,
-            &release_sk(&spec.channel, spec.target),
-            &release,
-        )
-        .await?;
+    // Policy belongs to the channel: keep what the replaced item set, unless a flag sets it.
+    let sk = release_sk(&spec.channel, spec.target);
+    let mut kept = Vec::new();
+    let changed = change_item(
+        items,
+        history,
+        &spec.app_id,
+        &sk,
+        spec.expect_revision,
+        |current| {
+            kept = keep_policy(current, &mut release);
+            // Never write an item the server could not serve.
+            Release::from_item(&release)
+                .map_err(|e| anyhow::anyhow!("the release would be invalid: {e}"))?;
+            let e = entry(
+                HistoryAction::Release,
+                &spec.channel,
+                spec.target.as_str(),
+                current,
+                Some(&release),
+                who,
+                None,
+            );
+            Ok(Some((release, e)))
+        },
+    )
+    .await
+    .map_err(|e| match e.downcast::<StoreError>() {
+        Ok(store) => ReleaseError::Store(store),
+        Err(other) => ReleaseError::Change(other),
+    })?
+    .ok_or_else(|| invalid("nothing to release"))?;
+    published.previous_version = changed.entry.from_version.clone();
+    published.revision = revision_of(&changed.item);
+    published.kept_policy = kept;
     Ok(published)
 }
 

@@ -93,9 +93,11 @@ pub fn decide_update<'a>(
         .and_then(|d| d.channel.as_deref())
         .and_then(|c| app.channels.get_key_value(c))
         .map(|(name, _)| name.as_str());
+    // The app's default for this platform: `default_channel_<platform>`, else `default_channel`.
+    let default_channel = app.default_channel_for(req.platform);
     let channel: &'a str = match (overridden, req.default_channel.as_deref()) {
         (Some(name), _) => name,
-        (None, Some(asked)) if asked != app.default_channel => {
+        (None, Some(asked)) if asked != default_channel => {
             let Some((name, entry)) = app
                 .channels
                 .get_key_value(asked)
@@ -120,7 +122,7 @@ pub fn decide_update<'a>(
                 Err(e) => return Decision::Refuse(invalid_release(name, e)),
             }
         }
-        (None, _) => app.default_channel.as_str(),
+        (None, _) => default_channel,
     };
     let release = match app.release(channel, req.platform) {
         None => {
@@ -499,6 +501,47 @@ mod tests {
             "no_channel",
             "no platform gate beyond items"
         );
+    }
+
+    #[test]
+    fn per_platform_default_channel_overrides_the_app_default() {
+        let app = snap(&[
+            (
+                "app",
+                item(&[
+                    ("default_channel", s("production")),
+                    ("default_channel_ios", s("ios-stable")),
+                ]),
+            ),
+            ("release#production#all", release("1.0.3", &[])),
+            ("release#ios-stable#all", release("1.0.5", &[])),
+        ]);
+        let android = leak_parse(body("1.0.0", "builtin", ""));
+        let Decision::Offer { channel, release } = decide_update(&android, Some(&app), None) else {
+            panic!()
+        };
+        assert_eq!(
+            (channel, release.version_text.as_str()),
+            ("production", "1.0.3")
+        );
+        let ios = leak_parse(body("1.0.0", "builtin", "").replace("android", "ios"));
+        let Decision::Offer { channel, release } = decide_update(&ios, Some(&app), None) else {
+            panic!()
+        };
+        assert_eq!(
+            (channel, release.version_text.as_str()),
+            ("ios-stable", "1.0.5")
+        );
+        // An iOS device asking for its platform's default needs no self-assignment.
+        let asked =
+            body("1.0.0", "builtin", r#","defaultChannel":"ios-stable""#).replace("android", "ios");
+        assert_eq!(
+            decide_update(&leak_parse(asked), Some(&app), None).channel(),
+            Some("ios-stable")
+        );
+        // An Android device may not pick the iOS default: it does not allow self-assignment.
+        let asked = body("1.0.0", "builtin", r#","defaultChannel":"ios-stable""#);
+        assert_eq!(run(&asked, &app), "no_channel");
     }
 
     #[test]

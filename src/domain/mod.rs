@@ -1,13 +1,16 @@
 //! The core, without I/O: what the plugin sends and gets (`protocol`), what a device gets
 //! (`decide`), the item contract (`item`, `release`), release health (`health`), device events
-//! (`stats`), device state (`device`) and version rules (`version`). Nothing here imports an
+//! (`stats`), device state (`device`), version rules (`version`), channel policy (`policy`)
+//! and the change history (`history`). Nothing here imports an
 //! adapter (store, bundles, api, cli, lambda).
 
 pub mod decide;
 pub mod device;
 pub mod evidence;
 pub mod health;
+pub mod history;
 pub mod item;
+pub mod policy;
 pub mod protocol;
 pub mod release;
 pub mod stats;

@@ -142,6 +142,9 @@ pub enum Platform {
 }
 
 impl Platform {
+    /// Every platform the plugin runs on.
+    pub const ALL: [Platform; 3] = [Platform::Android, Platform::Ios, Platform::Electron];
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "android" => Some(Self::Android),

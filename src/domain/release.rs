@@ -21,9 +21,32 @@ pub fn release_sk(channel: &str, target: Target) -> String {
     format!("release#{channel}#{}", target.as_str())
 }
 
+/// The channel and target of a release item's sort key.
+pub fn parse_release_sk(sk: &str) -> Option<(&str, Target)> {
+    let (channel, target) = sk.strip_prefix("release#")?.rsplit_once('#')?;
+    Some((channel, Target::parse(target)?)).filter(|(c, _)| !c.is_empty())
+}
+
 /// Sort key of a bundle item: `bundle#<version>`.
 pub fn bundle_sk(version: &str) -> String {
     format!("bundle#{version}")
+}
+
+/// The `app` item attribute naming a platform's own default channel.
+pub fn default_channel_attr(platform: Platform) -> &'static str {
+    match platform {
+        Platform::Android => "default_channel_android",
+        Platform::Ios => "default_channel_ios",
+        Platform::Electron => "default_channel_electron",
+    }
+}
+
+fn platform_slot(platform: Platform) -> usize {
+    match platform {
+        Platform::Android => 0,
+        Platform::Ios => 1,
+        Platform::Electron => 2,
+    }
 }
 
 /// What a release item targets: one platform, or `all` as the fallback.
@@ -359,6 +382,9 @@ pub struct AppSnapshot {
     /// `setChannel` choice on the server. Off by default, because such a request names a device
     /// id that anyone can forge (protocol.md §6).
     pub legacy_channel_self: bool,
+    /// `default_channel_<platform>` (android, ios, electron): overrides `default_channel` for
+    /// devices of that platform (Capgo's one public channel per platform).
+    pub platform_default_channels: [Option<String>; 3],
     /// The `app` item as stored (app-wide settings such as auto-pause defaults).
     pub app_item: Item,
     pub channels: HashMap<String, ChannelReleases>,
@@ -385,6 +411,16 @@ impl AppSnapshot {
                 match get_bool(item, "legacy_channel_self", false) {
                     Ok(b) => snap.legacy_channel_self = b,
                     Err(e) => snap.problems.push(format!("item app: {e}")),
+                }
+                for platform in Platform::ALL {
+                    match get_s(item, default_channel_attr(platform)) {
+                        Ok(Some(c)) if !c.is_empty() => {
+                            snap.platform_default_channels[platform_slot(platform)] =
+                                Some(c.to_owned())
+                        }
+                        Ok(_) => {}
+                        Err(e) => snap.problems.push(format!("item app: {e}")),
+                    }
                 }
             } else if let Some(rest) = sk.strip_prefix("release#") {
                 let parsed = rest
@@ -413,6 +449,19 @@ impl AppSnapshot {
     pub fn honours_override(&self, device: &crate::domain::device::DeviceState) -> bool {
         self.legacy_channel_self
             || device.channel_source != Some(crate::domain::device::ChannelSource::Device)
+    }
+
+    /// The channel devices of `platform` get when they ask for none: `default_channel_<platform>`,
+    /// else `default_channel`.
+    pub fn default_channel_for(&self, platform: Platform) -> &str {
+        self.platform_default_channels[platform_slot(platform)]
+            .as_deref()
+            .unwrap_or(&self.default_channel)
+    }
+
+    /// `default_channel_<platform>`, when the app item sets it.
+    pub fn platform_default_channel(&self, platform: Platform) -> Option<&str> {
+        self.platform_default_channels[platform_slot(platform)].as_deref()
     }
 
     /// The release for a channel and platform, if the channel serves that platform.
@@ -570,6 +619,14 @@ pub(crate) mod tests {
         assert_eq!(snap.problems.len(), 1);
         assert!(!snap.legacy_channel_self);
         assert_eq!(AppSnapshot::from_items([]).default_channel, "production");
+        assert_eq!(snap.default_channel_for(Platform::Ios), "stable");
+        let app = item(&[
+            ("default_channel", s("stable")),
+            ("default_channel_ios", s("ios-public")),
+        ]);
+        let snap = AppSnapshot::from_items([("app", &app)]);
+        assert_eq!(snap.default_channel_for(Platform::Ios), "ios-public");
+        assert_eq!(snap.default_channel_for(Platform::Android), "stable");
         let app = item(&[("legacy_channel_self", AttrValue::Bool(true))]);
         assert!(AppSnapshot::from_items([("app", &app)]).legacy_channel_self);
         let app = item(&[("legacy_channel_self", s("yes"))]);

@@ -10,13 +10,17 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, TableStatus,
+    ScalarAttributeType, TableStatus, Update,
 };
 
 use crate::aws::{ConfigError, env_required};
-use crate::domain::health::Health;
+use crate::domain::history::REVISION_ATTR;
 use crate::domain::release::{APP_SK, AppSnapshot, AttrValue, Item};
-use crate::store::{ItemWriter, PauseRequest, ReleaseControl, ReleaseStore, StoreError};
+use crate::store::dynamo_history::Outcome;
+use crate::store::{
+    ItemWriter, PauseRequest, ReleaseControl, ReleaseStore, ResumeRequest, StoreError, now_micros,
+    pause_entry, resume_entry,
+};
 
 /// Partition key: the app's reverse-domain id.
 pub const PARTITION_KEY: &str = "app_id";
@@ -118,7 +122,7 @@ pub fn attr_to_dynamo(v: &AttrValue) -> Option<AttributeValue> {
 }
 
 /// Splits a DynamoDB item into its sort key and its attributes; `None` without an `S` sort key.
-fn from_dynamo(raw: &HashMap<String, AttributeValue>) -> Option<(String, Item)> {
+pub(crate) fn from_dynamo(raw: &HashMap<String, AttributeValue>) -> Option<(String, Item)> {
     let sk = raw.get(SORT_KEY)?.as_s().ok()?.clone();
     let item = raw
         .iter()
@@ -129,7 +133,7 @@ fn from_dynamo(raw: &HashMap<String, AttributeValue>) -> Option<(String, Item)> 
 }
 
 /// A full DynamoDB item: the keys (which win over attributes of the same name) and `item`.
-fn to_dynamo(
+pub(crate) fn to_dynamo(
     app_id: &str,
     sk: &str,
     item: &Item,
@@ -240,8 +244,9 @@ impl ItemWriter for DynamoStore {
     }
 }
 
-/// Pausing and resuming in one conditional UpdateItem each, so a pause decided on counts of
-/// one version can never land on a release item that meanwhile serves another.
+/// Pausing and resuming in one conditional transaction each (the Update of the release item
+/// and the Put of its history entry), so a pause decided on counts of one version can never land
+/// on a release item that meanwhile serves another, and every applied change has its entry.
 #[async_trait]
 impl ReleaseControl for DynamoStore {
     async fn pause_release(
@@ -251,13 +256,14 @@ impl ReleaseControl for DynamoStore {
         pause: &PauseRequest,
     ) -> Result<bool, StoreError> {
         let cutoff = pause.now.saturating_sub(pause.cooldown_secs);
-        let result = self
-            .client
-            .update_item()
+        let update = Update::builder()
             .table_name(&self.table)
             .key(PARTITION_KEY, AttributeValue::S(app_id.to_owned()))
             .key(SORT_KEY, AttributeValue::S(sk.to_owned()))
-            .update_expression("SET #paused = :true, #reason = :reason, #paused_at = :now")
+            .update_expression(
+                "SET #paused = :true, #reason = :reason, #paused_at = :now, \
+                 #rev = if_not_exists(#rev, :zero) + :one",
+            )
             .condition_expression(
                 "attribute_exists(#sk) AND #version = :v \
                  AND (attribute_not_exists(#paused) OR #paused = :false) \
@@ -269,50 +275,70 @@ impl ReleaseControl for DynamoStore {
             .expression_attribute_names("#reason", "pause_reason")
             .expression_attribute_names("#paused_at", "paused_at")
             .expression_attribute_names("#resumed_at", "resumed_at")
+            .expression_attribute_names("#rev", REVISION_ATTR)
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":reason", AttributeValue::S(pause.reason.clone()))
             .expression_attribute_values(":now", AttributeValue::N(pause.now.to_string()))
             .expression_attribute_values(":v", AttributeValue::S(pause.version.clone()))
             .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.to_string()))
-            .send()
-            .await;
-        conditional_write(result, "UpdateItem")
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .build()
+            .map_err(|e| unavailable("TransactWriteItems", e))?;
+        let entry = pause_entry(sk, pause, now_micros());
+        Ok(matches!(
+            self.update_with_history(update, app_id, &entry).await?,
+            Outcome::Applied
+        ))
     }
 
     async fn resume_release(
         &self,
         app_id: &str,
         sk: &str,
-        now: u64,
-        baseline: Health,
+        resume: &ResumeRequest,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
+        let update = Update::builder()
             .table_name(&self.table)
             .key(PARTITION_KEY, AttributeValue::S(app_id.to_owned()))
             .key(SORT_KEY, AttributeValue::S(sk.to_owned()))
             .update_expression(
-                "SET #paused = :false, #resumed_at = :now, #bi = :i, #bf = :f \
+                "SET #paused = :false, #resumed_at = :now, #bi = :i, #bf = :f, \
+                 #rev = if_not_exists(#rev, :zero) + :one \
                  REMOVE #reason, #paused_at",
             )
             // Without it, UpdateItem would create a bare item under a mistyped key.
-            .condition_expression("attribute_exists(#sk)")
+            .condition_expression("attribute_exists(#sk) AND #version = :v")
             .expression_attribute_names("#sk", SORT_KEY)
+            .expression_attribute_names("#version", "version")
             .expression_attribute_names("#paused", "paused")
             .expression_attribute_names("#resumed_at", "resumed_at")
             .expression_attribute_names("#bi", "pause_baseline_installs")
             .expression_attribute_names("#bf", "pause_baseline_failures")
             .expression_attribute_names("#reason", "pause_reason")
             .expression_attribute_names("#paused_at", "paused_at")
+            .expression_attribute_names("#rev", REVISION_ATTR)
             .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .expression_attribute_values(":i", AttributeValue::N(baseline.installs.to_string()))
-            .expression_attribute_values(":f", AttributeValue::N(baseline.failures.to_string()))
-            .send()
-            .await;
-        conditional_write(result, "UpdateItem")
+            .expression_attribute_values(":now", AttributeValue::N(resume.now.to_string()))
+            .expression_attribute_values(":v", AttributeValue::S(resume.version.clone()))
+            .expression_attribute_values(
+                ":i",
+                AttributeValue::N(resume.baseline.installs.to_string()),
+            )
+            .expression_attribute_values(
+                ":f",
+                AttributeValue::N(resume.baseline.failures.to_string()),
+            )
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .build()
+            .map_err(|e| unavailable("TransactWriteItems", e))?;
+        let entry = resume_entry(sk, resume, now_micros());
+        Ok(matches!(
+            self.update_with_history(update, app_id, &entry).await?,
+            Outcome::Applied
+        ))
     }
 }
 

@@ -79,6 +79,12 @@ impl EmbeddedStore {
         )
     }
 
+    /// True when `data_dir` holds a store: commands that only read or change what exists
+    /// check this first, so that they never create a data folder.
+    pub fn exists(data_dir: &Path) -> bool {
+        data_dir.join("updraft.db").is_file()
+    }
+
     /// Opens with an explicit lock wait and device lifetime.
     pub fn open_with(
         data_dir: &Path,

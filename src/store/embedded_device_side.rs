@@ -10,11 +10,15 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::domain::device::{ChannelSource, DeviceState};
 use crate::domain::evidence::{Evidence, EvidenceKey, EvidenceKind, EvidenceMark, mark_effect};
-use crate::domain::health::Health;
+use crate::domain::history::{REVISION_ATTR, revision_of};
 use crate::domain::release::{AttrValue, Item};
 use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch, newest_failed_versions};
 use crate::store::embedded::{EmbeddedStore, decode, encode, unavailable};
-use crate::store::{DeviceStore, PauseRequest, ReleaseControl, StatsSink, StoreError};
+use crate::store::embedded_history::append_history;
+use crate::store::{
+    DeviceStore, PauseRequest, ReleaseControl, ResumeRequest, StatsSink, StoreError, now_micros,
+    pause_entry, resume_entry,
+};
 
 fn now_unix() -> u64 {
     SystemTime::now()
@@ -386,7 +390,9 @@ impl ReleaseControl for EmbeddedStore {
             item.insert("paused".into(), AttrValue::Bool(true));
             item.insert("pause_reason".into(), AttrValue::S(pause.reason.clone()));
             item.insert("paused_at".into(), n(pause.now));
+            item.insert(REVISION_ATTR.into(), n(revision_of(&item) + 1));
             write_item(&tx, &app_id, &sk, &item)?;
+            append_history(&tx, &app_id, &pause_entry(&sk, &pause, now_micros()))?;
             tx.commit().map_err(unavailable)?;
             Ok(true)
         })
@@ -397,10 +403,9 @@ impl ReleaseControl for EmbeddedStore {
         &self,
         app_id: &str,
         sk: &str,
-        now: u64,
-        baseline: Health,
+        resume: &ResumeRequest,
     ) -> Result<bool, StoreError> {
-        let (app_id, sk) = (app_id.to_owned(), sk.to_owned());
+        let (app_id, sk, resume) = (app_id.to_owned(), sk.to_owned(), resume.clone());
         self.with_conn(move |conn| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -408,13 +413,24 @@ impl ReleaseControl for EmbeddedStore {
             let Some(mut item) = read_item(&tx, &app_id, &sk)? else {
                 return Ok(false);
             };
+            if !matches!(item.get("version"), Some(AttrValue::S(v)) if *v == resume.version) {
+                return Ok(false);
+            }
             item.insert("paused".into(), AttrValue::Bool(false));
-            item.insert("resumed_at".into(), n(now));
-            item.insert("pause_baseline_installs".into(), n(baseline.installs));
-            item.insert("pause_baseline_failures".into(), n(baseline.failures));
+            item.insert("resumed_at".into(), n(resume.now));
+            item.insert(
+                "pause_baseline_installs".into(),
+                n(resume.baseline.installs),
+            );
+            item.insert(
+                "pause_baseline_failures".into(),
+                n(resume.baseline.failures),
+            );
             item.remove("pause_reason");
             item.remove("paused_at");
+            item.insert(REVISION_ATTR.into(), n(revision_of(&item) + 1));
             write_item(&tx, &app_id, &sk, &item)?;
+            append_history(&tx, &app_id, &resume_entry(&sk, &resume, now_micros()))?;
             tx.commit().map_err(unavailable)?;
             Ok(true)
         })
@@ -455,6 +471,7 @@ fn write_item(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::health::Health;
     use crate::domain::release::tests::{SUM, item, s};
     use crate::store::ItemWriter;
 
@@ -621,6 +638,7 @@ mod tests {
             .await
             .unwrap();
         let req = |version: &str, now| PauseRequest {
+            who: None,
             version: version.into(),
             reason: "bad".into(),
             now,
@@ -651,10 +669,14 @@ mod tests {
                 .resume_release(
                     "com.example.app",
                     sk,
-                    2000,
-                    Health {
-                        installs: 5,
-                        failures: 7
+                    &ResumeRequest {
+                        version: "1.0.1".into(),
+                        now: 2000,
+                        baseline: Health {
+                            installs: 5,
+                            failures: 7
+                        },
+                        who: "alice".into(),
                     }
                 )
                 .await
@@ -675,7 +697,16 @@ mod tests {
         );
         assert!(
             !store
-                .resume_release("com.example.app", "release#x#all", 1, Health::default())
+                .resume_release(
+                    "com.example.app",
+                    "release#x#all",
+                    &ResumeRequest {
+                        version: "1.0.1".into(),
+                        now: 1,
+                        baseline: Health::default(),
+                        who: "alice".into(),
+                    }
+                )
                 .await
                 .unwrap()
         );
@@ -689,5 +720,25 @@ mod tests {
             Some(&AttrValue::N(7.into()))
         );
         assert_eq!(item.get("pause_reason"), Some(&AttrValue::S("bad".into())));
+        // Every applied change wrote one history entry, in order; refused ones wrote none.
+        use crate::store::ItemQuery;
+        let history = store
+            .query_prefix("com.example.app#history", "", false, None)
+            .await
+            .unwrap();
+        let actions: Vec<_> = history
+            .iter()
+            .filter_map(|(_, i)| crate::domain::history::HistoryEntry::from_item(i))
+            .map(|e| (e.action.as_str(), e.who))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("auto-pause", crate::store::AUTOMATIC.to_owned()),
+                ("resume", "alice".to_owned()),
+                ("auto-pause", crate::store::AUTOMATIC.to_owned())
+            ]
+        );
+        assert_eq!(revision_of(&item), 3);
     }
 }

@@ -4,16 +4,19 @@
 pub mod cache;
 pub mod dynamo;
 pub mod dynamo_devices;
+pub mod dynamo_history;
 pub mod dynamo_stats;
 pub mod embedded;
 pub mod embedded_device_side;
+pub mod embedded_history;
 
 use async_trait::async_trait;
 
 use crate::domain::device::{ChannelSource, DeviceState};
 use crate::domain::evidence::{Evidence, EvidenceKey, EvidenceMark};
 use crate::domain::health::Health;
-use crate::domain::release::{AppSnapshot, Item};
+use crate::domain::history::{Expected, HistoryAction, HistoryEntry};
+use crate::domain::release::{AppSnapshot, Item, parse_release_sk};
 use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch};
 
 /// Creates the data folder (and its parents) and makes it private to this user (0700): it
@@ -126,7 +129,7 @@ pub trait StatsSink: Send + Sync {
 }
 
 /// Pausing and resuming release items, with conditions so that a pause never lands on a
-/// release that changed meanwhile.
+/// release that changed meanwhile. Each writes its history entry in the same atomic write.
 #[async_trait]
 pub trait ReleaseControl: Send + Sync {
     /// Pauses the release item `sk` if it still serves `version`, is not paused, and was not
@@ -138,21 +141,129 @@ pub trait ReleaseControl: Send + Sync {
         pause: &PauseRequest,
     ) -> Result<bool, StoreError>;
     /// Lifts a pause, recording the counts at this moment so that only later events count
-    /// towards the next automatic pause. `false` when there is no such release item.
+    /// towards the next automatic pause. `false` when there is no such release item or it no
+    /// longer serves `resume.version`.
     async fn resume_release(
         &self,
         app_id: &str,
         sk: &str,
-        now: u64,
-        baseline: Health,
+        resume: &ResumeRequest,
     ) -> Result<bool, StoreError>;
 }
 
-/// A conditional pause.
+/// A conditional pause. The store writes the pause and its history entry in one atomic write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PauseRequest {
     pub version: String,
     pub reason: String,
     pub now: u64,
     pub cooldown_secs: u64,
+    /// Who pauses: an operator (OS user or AWS principal), or `None` for the automatic pause.
+    pub who: Option<String>,
+}
+
+/// A conditional resume: only while the item still serves `version`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumeRequest {
+    pub version: String,
+    pub now: u64,
+    /// Counts at this moment: only later events count towards the next automatic pause.
+    pub baseline: Health,
+    pub who: String,
+}
+
+/// Who history names for automatic changes.
+pub const AUTOMATIC: &str = "updraft (automatic)";
+
+/// Operator listings: items by sort-key prefix, the apps a store holds, and deletes. Never on
+/// the hot path.
+#[async_trait]
+pub trait ItemQuery: Send + Sync {
+    /// Items of partition `pk` whose sort key starts with `prefix`, in sort-key order
+    /// (reversed with `descending`), at most `limit`.
+    async fn query_prefix(
+        &self,
+        pk: &str,
+        prefix: &str,
+        descending: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<(String, Item)>, StoreError>;
+    /// Every app id that has items (history partitions excluded), sorted.
+    async fn app_ids(&self) -> Result<Vec<String>, StoreError>;
+    /// Deletes an item; `false` when there was none.
+    async fn delete_item(&self, pk: &str, sk: &str) -> Result<bool, StoreError>;
+}
+
+/// Changes a release (or `app`) item and appends its history entry in one atomic write
+/// (one SQLite transaction; one DynamoDB `TransactWriteItems`), conditioned on the item's
+/// revision so that of two operators changing one channel at once exactly one wins.
+#[async_trait]
+pub trait HistoryStore: Send + Sync {
+    /// Replaces item `sk` of `app_id` with `item` (which carries the next revision) and
+    /// appends `entry`, only if the item is still as `expected`; `StoreError::Conflict`
+    /// when it changed meanwhile.
+    async fn change_with_history(
+        &self,
+        app_id: &str,
+        sk: &str,
+        expected: Expected,
+        item: &Item,
+        entry: &HistoryEntry,
+    ) -> Result<(), StoreError>;
+}
+
+/// The sentence a lost race gets.
+pub fn conflict(app_id: &str, sk: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "{sk} of {app_id} was changed by someone else while this command ran; see `updraft history --app {app_id}` and run it again"
+    ))
+}
+
+/// The history entry of a pause (`who` `None`: the automatic pause).
+pub fn pause_entry(sk: &str, pause: &PauseRequest, at_micros: u64) -> HistoryEntry {
+    let (channel, platform) = channel_platform(sk);
+    HistoryEntry {
+        at_micros,
+        action: if pause.who.is_some() {
+            HistoryAction::Pause
+        } else {
+            HistoryAction::AutoPause
+        },
+        channel,
+        platform,
+        from_version: Some(pause.version.clone()),
+        to_version: Some(pause.version.clone()),
+        who: pause.who.clone().unwrap_or_else(|| AUTOMATIC.to_owned()),
+        detail: Some(pause.reason.clone()),
+    }
+}
+
+/// The history entry of a resume.
+pub fn resume_entry(sk: &str, resume: &ResumeRequest, at_micros: u64) -> HistoryEntry {
+    let (channel, platform) = channel_platform(sk);
+    HistoryEntry {
+        at_micros,
+        action: HistoryAction::Resume,
+        channel,
+        platform,
+        from_version: Some(resume.version.clone()),
+        to_version: Some(resume.version.clone()),
+        who: resume.who.clone(),
+        detail: None,
+    }
+}
+
+fn channel_platform(sk: &str) -> (String, String) {
+    match parse_release_sk(sk) {
+        Some((c, t)) => (c.to_owned(), t.as_str().to_owned()),
+        None => (sk.to_owned(), "all".to_owned()),
+    }
+}
+
+/// Microseconds since the Unix epoch: the time (and order) of history entries.
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
