@@ -213,12 +213,14 @@ pub enum Identity {
 }
 
 impl Identity {
-    /// The OS user locally (`USER`, `LOGNAME` or `USERNAME`), the principal ARN on AWS.
+    /// The OS user locally, the principal ARN on AWS.
     pub async fn who(&self) -> anyhow::Result<String> {
         match self {
-            Identity::Local => Ok(["USER", "LOGNAME", "USERNAME"]
-                .iter()
-                .find_map(|v| std::env::var(v).ok().filter(|u| !u.trim().is_empty()))
+            // `USER` first, so a shared service account can be named by whoever runs it.
+            Identity::Local => Ok(std::env::var("USER")
+                .ok()
+                .filter(|u| !u.trim().is_empty())
+                .or_else(|| whoami::username().ok())
                 .unwrap_or_else(|| "unknown".to_owned())),
             Identity::Aws(sts) => {
                 let out = sts.get_caller_identity().send().await.map_err(|e| {

@@ -1522,7 +1522,7 @@ async fn checks_catch_broken_templates() {
             "an action the serving path does not call",
             broken(
                 "                - dynamodb:Query",
-                "                - dynamodb:Query\n                - dynamodb:PutItem",
+                "                - dynamodb:Query\n                - dynamodb:DeleteItem",
             ),
             "iam",
         ),

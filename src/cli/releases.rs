@@ -84,7 +84,7 @@ pub async fn change_item(
                 Expected::Revision(r) => format!("is at revision {r}"),
             };
             bail!(
-                "{sk} of {app_id} {now}, not {want}: someone changed it since you looked; see `updraft history --app {app_id}`"
+                "{sk} of {app_id} {now}, not {want}: it was changed by someone else since you looked; see `updraft history --app {app_id}`"
             );
         }
         expected = Expected::Revision(want);

@@ -9,14 +9,14 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, TableStatus, Update,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
+    ScalarAttributeType, TableStatus, TransactWriteItem, Update,
 };
 
 use crate::aws::{ConfigError, env_required};
-use crate::domain::history::REVISION_ATTR;
+use crate::domain::history::{HistoryEntry, REVISION_ATTR, history_partition};
 use crate::domain::release::{APP_SK, AppSnapshot, AttrValue, Item};
-use crate::store::dynamo_history::Outcome;
+use crate::store::dynamo_history::{Outcome, transaction_outcome};
 use crate::store::{
     ItemWriter, PauseRequest, ReleaseControl, ReleaseStore, ResumeRequest, StoreError, now_micros,
     pause_entry, resume_entry,
@@ -241,6 +241,45 @@ impl ItemWriter for DynamoStore {
             .await
             .map_err(|e| unavailable("PutItem", e))?;
         Ok(())
+    }
+}
+
+impl DynamoStore {
+    /// The Put of a history entry, which never overwrites another.
+    pub(crate) fn history_put(
+        &self,
+        app_id: &str,
+        entry: &HistoryEntry,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_dynamo(
+                &history_partition(app_id),
+                &entry.sort_key(),
+                &entry.to_item(),
+            )?))
+            .condition_expression("attribute_not_exists(#sk)")
+            .expression_attribute_names("#sk", SORT_KEY)
+            .build()
+            .map_err(|e| unavailable("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Sends an Update of a release item together with its history entry.
+    pub(crate) async fn update_with_history(
+        &self,
+        update: Update,
+        app_id: &str,
+        entry: &HistoryEntry,
+    ) -> Result<Outcome, StoreError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .transact_items(self.history_put(app_id, entry)?)
+            .send()
+            .await;
+        transaction_outcome(result)
     }
 }
 

@@ -7,11 +7,9 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
-use crate::domain::history::{
-    Expected, HistoryEntry, REVISION_ATTR, history_partition, is_history_partition,
-};
+use crate::domain::history::{Expected, HistoryEntry, REVISION_ATTR, is_history_partition};
 use crate::domain::release::Item;
 use crate::store::dynamo::{
     DynamoStore, PARTITION_KEY, SORT_KEY, conditional_write, from_dynamo, to_dynamo, unavailable,
@@ -58,45 +56,6 @@ pub(crate) fn transaction_outcome<R: std::fmt::Debug>(
         return Ok(Outcome::Conflict);
     }
     Err(unavailable("TransactWriteItems", e))
-}
-
-impl DynamoStore {
-    /// The Put of a history entry, which never overwrites another.
-    pub(crate) fn history_put(
-        &self,
-        app_id: &str,
-        entry: &HistoryEntry,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let put = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(to_dynamo(
-                &history_partition(app_id),
-                &entry.sort_key(),
-                &entry.to_item(),
-            )?))
-            .condition_expression("attribute_not_exists(#sk)")
-            .expression_attribute_names("#sk", SORT_KEY)
-            .build()
-            .map_err(|e| unavailable("TransactWriteItems", e))?;
-        Ok(TransactWriteItem::builder().put(put).build())
-    }
-
-    /// Sends an Update of a release item together with its history entry.
-    pub(crate) async fn update_with_history(
-        &self,
-        update: Update,
-        app_id: &str,
-        entry: &HistoryEntry,
-    ) -> Result<Outcome, StoreError> {
-        let result = self
-            .client()
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .transact_items(self.history_put(app_id, entry)?)
-            .send()
-            .await;
-        transaction_outcome(result)
-    }
 }
 
 #[async_trait]

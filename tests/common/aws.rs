@@ -208,6 +208,8 @@ pub async fn binary_env() -> Vec<(String, String)> {
     [
         ("AWS_ENDPOINT_URL_DYNAMODB", moto.as_str()),
         ("AWS_ENDPOINT_URL_S3", s3s.as_str()),
+        // History names the caller: moto answers STS GetCallerIdentity too.
+        ("AWS_ENDPOINT_URL_STS", moto.as_str()),
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
         ("AWS_REGION", "us-east-1"),
