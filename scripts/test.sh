@@ -19,7 +19,9 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 moto_port=$(free_port)
-moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+# moto applies concurrent writes to one item without a lock (a lost ADD); the wrapper gives each
+# request the atomicity DynamoDB guarantees.
+python3 scripts/moto_atomic.py 127.0.0.1 "$moto_port" >"$work/moto.log" 2>&1 &
 pids+=($!)
 s3s_port=$(free_port)
 mkdir -p "$work/s3s"
