@@ -391,6 +391,12 @@ pub struct PolicyArgs {
     /// Seconds after a resume during which no automatic pause happens.
     #[arg(long)]
     pub auto_pause_cooldown: Option<u64>,
+    /// Source networks failures must come from before an automatic pause.
+    #[arg(long)]
+    pub auto_pause_min_networks: Option<u64>,
+    /// Devices one source network adds to the evidence, at most.
+    #[arg(long)]
+    pub auto_pause_devices_per_network: Option<u64>,
 }
 
 impl PolicyArgs {
@@ -433,6 +439,11 @@ impl PolicyArgs {
         for (name, v) in [
             ("auto_pause_min_attempts", self.auto_pause_min_attempts),
             ("auto_pause_cooldown", self.auto_pause_cooldown),
+            ("auto_pause_min_networks", self.auto_pause_min_networks),
+            (
+                "auto_pause_devices_per_network",
+                self.auto_pause_devices_per_network,
+            ),
         ] {
             if let Some(v) = v {
                 policy.insert(name.into(), AttrValue::N(v.into()));

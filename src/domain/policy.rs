@@ -18,6 +18,8 @@ pub const POLICY_ATTRS: &[&str] = &[
     "allow_self_assign",
     "auto_pause",
     "auto_pause_min_attempts",
+    "auto_pause_min_networks",
+    "auto_pause_devices_per_network",
     "auto_pause_threshold",
     "auto_pause_cooldown",
 ];
