@@ -585,6 +585,14 @@ async fn read_commands_on_a_missing_app(b: Backend) {
         b.json(&args);
     }
     assert!(!b.tmp.path().join("updraft-data").exists());
+    if b.data.is_none() {
+        // A table that does not exist is named as such, with the setting to check.
+        let err = b.fails(&["history", "--app", APP_ID, "--table", "no-such-table"]);
+        assert!(
+            err.contains("does not exist") && err.contains("UPDRAFT_TABLE"),
+            "{err}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -23,9 +23,18 @@ use crate::domain::version::ReleaseVersion;
 use crate::store::{HistoryStore, ItemWriter, now_micros};
 
 /// The app's snapshot, or the one-sentence error naming the apps this store does hold.
+/// Read with a consistent query (not the serving path's cached, eventually consistent one), so
+/// an operator always sees what the previous command wrote.
 pub async fn require_app(stores: &OperatorStores, app_id: &str) -> anyhow::Result<AppSnapshot> {
-    if let Some(snap) = stores.releases.load_app(app_id).await? {
-        return Ok(snap);
+    let items = stores.query.query_prefix(app_id, "", false, None).await?;
+    let relevant: Vec<&(String, Item)> = items
+        .iter()
+        .filter(|(sk, _)| sk == APP_SK || sk.starts_with("release#"))
+        .collect();
+    if !relevant.is_empty() {
+        return Ok(AppSnapshot::from_items(
+            relevant.iter().map(|(sk, i)| (sk.as_str(), i)),
+        ));
     }
     let apps = stores.query.app_ids().await?;
     if apps.is_empty() {
@@ -648,7 +657,7 @@ pub struct AppRow {
 pub async fn app_list(stores: &OperatorStores) -> anyhow::Result<Report> {
     let mut rows = Vec::new();
     for app_id in stores.query.app_ids().await? {
-        let Some(snap) = stores.releases.load_app(&app_id).await? else {
+        let Ok(snap) = require_app(stores, &app_id).await else {
             continue;
         };
         let mut channels: Vec<String> = snap.channels.keys().cloned().collect();
