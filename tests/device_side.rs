@@ -404,6 +404,30 @@ async fn failed_versions_and_auto_pause(h: Harness) {
         item.get("pause_baseline_failures"),
         Some(&AttrValue::N(20.into()))
     );
+    // The automatic pause and the resume are in history, each written with its change.
+    let history = updraft::cli::releases::history_entries(&h.ops, APP_ID, None, None)
+        .await
+        .unwrap();
+    let got: Vec<(&str, &str, Option<&str>)> = history
+        .iter()
+        .map(|e| (e.action.as_str(), e.who.as_str(), e.to_version.as_deref()))
+        .collect();
+    let who = h.ops.identity.who().await.unwrap();
+    assert_eq!(
+        got,
+        [
+            ("resume", who.as_str(), Some("1.0.2")),
+            ("auto-pause", updraft::store::AUTOMATIC, Some("1.0.2")),
+        ],
+        "{history:?}"
+    );
+    assert!(
+        history[1]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("auto-paused")
+    );
 }
 
 /// A device id nobody has.
