@@ -13,7 +13,10 @@
 //! - (d) the function's IAM actions are exactly the AWS calls of the serving path, per resource,
 //!   no wildcard, on the stack's own tables and bucket only;
 //! - (e) runtime `provided.al2023`, `arm64`, built by cargo-lambda from the `updraft` binary,
-//!   with a timeout longer than the SDK's bounds (src/aws.rs) and within the plugin's 20 s.
+//!   with a timeout longer than the SDK's bounds (src/aws.rs) and within the plugin's 20 s;
+//! - (f) the public surface is bounded and recorded: reserved concurrency (by default), HTTP API
+//!   throttling, access logs with `sourceIp` to a log group of the stack with a retention; and
+//!   Cargo.lock holds no legacy HTTPS client of the AWS SDK (hyper 0.14, rustls 0.21).
 //!
 //! The checks return their findings instead of panicking, so `checks_catch_broken_templates`
 //! can prove each one fails on a template broken on purpose.
@@ -1277,6 +1280,116 @@ fn check_runtime(tpl: &Value, cargo_toml: &str) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// (f) the public surface is bounded and recorded.
+
+/// The fields an HTTP API access log line must carry: who (the client's address as API Gateway
+/// saw it), what, and how it went.
+const ACCESS_LOG_FIELDS: &[&str] = &[
+    "$context.identity.sourceIp",
+    "$context.requestId",
+    "$context.routeKey",
+    "$context.status",
+];
+
+fn parameter_default(tpl: &Value, name: &str) -> Option<u64> {
+    tpl.get("Parameters")?.get(name)?.get("Default")?.as_u64()
+}
+
+fn check_exposure(tpl: &Value) -> Vec<String> {
+    let (id, function) = match the_function(tpl) {
+        Ok(f) => f,
+        Err(e) => return vec![e],
+    };
+    let mut problems = Vec::new();
+    // Reserved concurrency: `!Ref ReservedConcurrency`, or `!If [cond, !Ref …, !Ref AWS::NoValue]`
+    // for the opt-out, with a default that reserves (bounds) something.
+    let reserved = prop(function, "ReservedConcurrentExecutions");
+    let param = reserved.and_then(|r| {
+        ref_target(r).or_else(|| match intrinsic(r)? {
+            (name, Value::Sequence(seq)) if name == "Fn::If" && seq.len() == 3 => {
+                ref_target(&seq[1])
+            }
+            _ => None,
+        })
+    });
+    match param.as_deref() {
+        Some(p) if p == "ReservedConcurrency" => match parameter_default(tpl, p) {
+            Some(n) if n >= 1 => {}
+            other => problems.push(format!(
+                "parameter ReservedConcurrency must default to a reservation (>= 1), is {other:?}"
+            )),
+        },
+        _ => problems.push(format!(
+            "{id}: ReservedConcurrentExecutions must be `!Ref ReservedConcurrency` (it bounds what \
+             a flood costs, and is all that bounds a Function URL), is {:?}",
+            reserved.map(show)
+        )),
+    }
+    // Every HTTP API: throttled, and logging each request with its source address to a log
+    // group of this stack that expires its lines.
+    let groups = resources_of(tpl, "AWS::Logs::LogGroup");
+    for (api_id, api) in resources_of(tpl, "AWS::Serverless::HttpApi") {
+        let route = prop(api, "DefaultRouteSettings");
+        for limit in ["ThrottlingBurstLimit", "ThrottlingRateLimit"] {
+            if route.and_then(|r| r.get(limit)).is_none() {
+                problems.push(format!("{api_id}: DefaultRouteSettings.{limit} is not set"));
+            }
+        }
+        let Some(logs) = prop(api, "AccessLogSettings") else {
+            problems.push(format!("{api_id}: no AccessLogSettings"));
+            continue;
+        };
+        let format = logs.get("Format").and_then(Value::as_str).unwrap_or("");
+        for field in ACCESS_LOG_FIELDS {
+            if !format.contains(field) {
+                problems.push(format!("{api_id}: the access log format lacks {field}"));
+            }
+        }
+        let dest = logs.get("DestinationArn").and_then(get_att);
+        match dest {
+            Some((group, attr)) if attr == "Arn" && groups.contains_key(&group) => {
+                let retention = prop(groups[&group], "RetentionInDays");
+                if retention.is_none() {
+                    problems.push(format!(
+                        "{group}: the access log group has no RetentionInDays (it would keep \
+                         and bill every line forever)"
+                    ));
+                }
+            }
+            _ => problems.push(format!(
+                "{api_id}: AccessLogSettings.DestinationArn must be `!GetAtt <a log group of this \
+                 stack>.Arn`, is {:?}",
+                logs.get("DestinationArn").map(show)
+            )),
+        }
+    }
+    problems
+}
+
+/// The AWS SDK's legacy HTTPS client (hyper 0.14, rustls 0.21) is not in the build.
+fn legacy_clients(cargo_lock: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut name = None;
+    for line in cargo_lock.lines() {
+        if let Some(n) = line.strip_prefix("name = ") {
+            name = Some(n.trim_matches('"').to_owned());
+        } else if let (Some(v), Some(n)) = (line.strip_prefix("version = "), name.take()) {
+            let v = v.trim_matches('"');
+            let legacy = match n.as_str() {
+                "hyper" => v.starts_with("0."),
+                "rustls" => v.starts_with("0.21.") || v.starts_with("0.20."),
+                "hyper-rustls" => v.starts_with("0.24.") || v.starts_with("0.23."),
+                _ => false,
+            };
+            if legacy {
+                found.push(format!("{n} {v}"));
+            }
+        }
+    }
+    found
+}
+
+// ---------------------------------------------------------------------------------------------
 // The tests.
 
 fn assert_none(what: &str, problems: Vec<String>) {
@@ -1327,6 +1440,24 @@ fn serving_path_is_complete() {
 #[test]
 fn runtime_and_build_match_the_crate() {
     assert_none("runtime", check_runtime(&template(), &read("Cargo.toml")));
+}
+
+#[test]
+fn the_public_surface_is_bounded_and_logged() {
+    assert_none("exposure", check_exposure(&template()));
+}
+
+#[test]
+fn the_sdk_has_no_legacy_https_client() {
+    let found = legacy_clients(&read("Cargo.lock"));
+    assert!(
+        found.is_empty(),
+        "Cargo.lock has the AWS SDK's legacy HTTPS client ({found:?}): build the aws-* crates \
+         with default-features = false and the default-https-client feature"
+    );
+    // The scan itself sees such an entry.
+    let legacy = "[[package]]\nname = \"hyper\"\nversion = \"0.14.32\"\n";
+    assert_eq!(legacy_clients(legacy), ["hyper 0.14.32"]);
 }
 
 #[test]
@@ -1575,6 +1706,45 @@ async fn checks_catch_broken_templates() {
             "runtime",
         ),
         (
+            "no reserved concurrency",
+            broken(
+                "      ReservedConcurrentExecutions: !If [ReserveConcurrency, !Ref ReservedConcurrency, !Ref AWS::NoValue]\n",
+                "",
+            ),
+            "exposure",
+        ),
+        (
+            "a reservation that defaults to none",
+            broken(
+                "    Default: 100\n    MinValue: 0",
+                "    Default: 0\n    MinValue: 0",
+            ),
+            "exposure",
+        ),
+        (
+            "access logs without the source address",
+            broken("\"sourceIp\":\"$context.identity.sourceIp\",", ""),
+            "exposure",
+        ),
+        (
+            "access logs to a group that keeps them forever",
+            broken(
+                "    UpdateReplacePolicy: Retain\n    Properties:\n      RetentionInDays: !Ref LogRetentionDays\n",
+                "    UpdateReplacePolicy: Retain\n    Properties:\n      LogGroupClass: STANDARD\n",
+            ),
+            "exposure",
+        ),
+        (
+            "no access logs",
+            broken("      AccessLogSettings:\n", "      AccessLogSettingz:\n"),
+            "exposure",
+        ),
+        (
+            "no throttling",
+            broken("        ThrottlingRateLimit: !Ref ThrottleRate\n", ""),
+            "exposure",
+        ),
+        (
             "the old custom runtime",
             broken(
                 "      Runtime: provided.al2023",
@@ -1590,6 +1760,7 @@ async fn checks_catch_broken_templates() {
             "routes" => check_routes(&tpl, &app, &sources, NOT_YET_SERVED).await,
             "iam" => check_iam(&tpl, &sources),
             "runtime" => check_runtime(&tpl, &cargo_toml),
+            "exposure" => check_exposure(&tpl),
             other => unreachable!("{other}"),
         };
         assert!(
