@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Checks the SAM deployment without an AWS account: lints template.yaml (`sam validate --lint`,
-# offline, no credentials), cross-builds the Lambda with `sam build` (cargo-lambda + zig, arm64),
-# and checks that the bootstrap it produced is an aarch64 ELF executable. The first build is a
+# Checks the SAM deployment without an AWS account: the Lambda's dependencies hold no legacy
+# HTTPS client, lints template.yaml (`sam validate --lint`, offline, no credentials),
+# cross-builds the Lambda with `sam build` (cargo-lambda + zig, arm64), and checks that the
+# bootstrap it produced is an aarch64 ELF executable and the built template keeps its bounds. The first build is a
 # cold arm64 release build: 5-10 minutes on 2 cores; later ones reuse target/.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,6 +21,15 @@ export AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 AWS_EC2_METADATA_DISABLE
 # The function's logical id in template.yaml: `sam build` writes .aws-sam/build/<id>/bootstrap.
 function_id=UpdraftFunction
 
+# The Lambda's dependency graph (the arm64 target, normal dependencies) must not hold the AWS
+# SDK's legacy HTTPS client: Cargo.toml builds the aws-* crates with default-features = false.
+note "no legacy HTTPS client in the Lambda build (hyper 0.14, rustls 0.21, hyper-rustls 0.24)"
+for spec in hyper@0.14 rustls@0.21 hyper-rustls@0.24; do
+  if cargo tree --locked --target aarch64-unknown-linux-gnu -e normal -i "$spec" >/dev/null 2>&1; then
+    fail "the Lambda build depends on $spec (cargo tree --target aarch64-unknown-linux-gnu -i $spec)"
+  fi
+done
+
 note "sam validate --lint"
 sam validate --lint --template-file template.yaml
 
@@ -27,6 +37,12 @@ note "sam build (cargo lambda build --release, arm64)"
 started=$(date +%s)
 sam build --template-file template.yaml
 build_secs=$(($(date +%s) - started))
+
+# The template sam build wrote keeps the bounds of the public surface.
+built=.aws-sam/build/template.yaml
+[ -f "$built" ] || fail "$built was not written"
+grep -q 'ReservedConcurrentExecutions' "$built" || fail "$built lost ReservedConcurrentExecutions"
+grep -q 'context.identity.sourceIp' "$built" || fail "$built lost the access log format with sourceIp"
 
 bootstrap=.aws-sam/build/$function_id/bootstrap
 [ -f "$bootstrap" ] || fail "$bootstrap was not built"
