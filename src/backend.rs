@@ -64,6 +64,27 @@ impl Backend {
                 let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
                 let ttl = device_ttl()?;
                 let signer = S3Bundles::new(s3_client(&conf), bucket.clone(), settings.url_ttl);
+                let delta = match std::env::var("UPDRAFT_URL_SECRET") {
+                    Ok(secret) if secret.len() >= 32 => Some(crate::api::Delta {
+                        manifests: crate::bundles::manifests::CachedManifests::new(
+                            Arc::new(signer.clone()),
+                            settings.cache_ttl,
+                        ),
+                        urls: crate::bundles::file_urls::FileUrls::new(
+                            secret.as_bytes(),
+                            settings.url_ttl,
+                        ),
+                    }),
+                    Ok(_) => anyhow::bail!(
+                        "UPDRAFT_URL_SECRET must be at least 32 characters (template.yaml generates one)"
+                    ),
+                    Err(_) => {
+                        tracing::warn!(
+                            "UPDRAFT_URL_SECRET is not set: update answers carry no manifest (delta updates off)"
+                        );
+                        None
+                    }
+                };
                 Ok(AppState {
                     releases: CachedReleases::new(store.clone(), settings.cache_ttl),
                     devices: Arc::new(DynamoDevices::new(
@@ -81,6 +102,7 @@ impl Backend {
                     signer: Arc::new(signer),
                     local_bundles: None,
                     public_url: settings.public_url,
+                    delta,
                 })
             }
         }

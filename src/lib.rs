@@ -10,6 +10,7 @@
 pub mod api;
 pub mod aws;
 pub mod backend;
+pub mod bundle_files;
 pub mod bundle_zip;
 pub mod bundles;
 pub mod cli;

@@ -305,6 +305,7 @@ async fn publish_then_serve_end_to_end() {
         policy: Item::new(),
         code_check: false,
         expect_revision: None,
+        delta: None,
     };
     let published = publish(&store, &store, &bundles, spec.clone(), "tester")
         .await

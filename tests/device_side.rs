@@ -122,6 +122,7 @@ async fn dynamo() -> Harness {
         )),
         local_bundles: None,
         public_url: None,
+        delta: None,
     };
     let origin = serve(state).await;
     let ops = OperatorStores {
@@ -927,6 +928,7 @@ async fn worst_case_stats_request_cost_dynamo() {
         )),
         local_bundles: None,
         public_url: None,
+        delta: None,
     };
     let origin = serve(state).await;
 

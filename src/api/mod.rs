@@ -16,7 +16,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::bundles::UrlSigner;
+use crate::bundles::file_urls::FileUrls;
 use crate::bundles::local::{LocalBundles, UrlRefusal};
+use crate::bundles::manifests::CachedManifests;
 use crate::domain::decide::{Decision, decide_update};
 use crate::domain::protocol::{
     ErrorAnswer, Kind, RefusalAnswer, RefusalCode, RequestError, ResetAnswer, UpdateAnswer,
@@ -27,6 +29,7 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::{DeviceStore, ReleaseControl, StatsSink};
 
 mod channel;
+mod delta;
 pub mod listener;
 pub mod source;
 mod stats;
@@ -45,6 +48,14 @@ pub struct AppState {
     pub local_bundles: Option<LocalBundles>,
     /// The origin devices reach this server at; when unset, taken from each request's Host.
     pub public_url: Option<String>,
+    /// Delta updates: manifests and short file URLs (`None`: zip-only answers).
+    pub delta: Option<Delta>,
+}
+
+/// What delta answers need: the manifest cache and the signer of `/f/` URLs.
+pub struct Delta {
+    pub manifests: CachedManifests,
+    pub urls: FileUrls,
 }
 
 impl AppState {
@@ -70,6 +81,11 @@ impl AppState {
         public_url: Option<String>,
     ) -> Self {
         let store = Arc::new(store);
+        let reader = Arc::new(bundles.clone());
+        let delta = Delta {
+            manifests: CachedManifests::new(reader, cache_ttl),
+            urls: FileUrls::new(&bundles.secret(), bundles.ttl()),
+        };
         AppState {
             releases: CachedReleases::new(store.clone(), cache_ttl),
             devices: store.clone(),
@@ -78,6 +94,7 @@ impl AppState {
             signer: Arc::new(bundles.clone()),
             local_bundles: Some(bundles),
             public_url,
+            delta: Some(delta),
         }
     }
 }
@@ -165,8 +182,16 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 
 /// The router with every route, CORS, and a JSON answer for panics and unknown routes.
 pub fn router(state: Arc<AppState>) -> Router {
+    // Update answers are gzipped for clients that accept it (OkHttp and URLSession do): a
+    // manifest of many files shrinks to a fraction. Downloads are never recompressed.
+    let gzip = || tower_http::compression::CompressionLayer::new().gzip(true);
     let mut router = Router::new()
-        .route("/updates", post(updates))
+        .route("/updates", post(updates).layer(gzip()))
+        .route(
+            "/updates/manifest_size",
+            post(delta::manifest_size).layer(gzip()),
+        )
+        .route("/f/{*path}", get(delta::file))
         .route("/stats", post(stats::stats))
         .route(
             "/channel_self",
@@ -293,6 +318,12 @@ pub async fn update_check(
     let snapshot = snapshot.map_err(unavailable)?;
     let device = device.map_err(unavailable)?;
     let decision = decide_update(&req, snapshot.as_deref(), device.as_ref());
+    let manifest = match (&decision, &snapshot) {
+        (Decision::Offer { release, .. }, Some(snap)) => {
+            delta::manifest_for(state, &req, snap, release).await
+        }
+        _ => None,
+    };
     let answer = match &decision {
         Decision::Offer { release, .. } => {
             let url = match (&release.url, &release.bundle) {
@@ -310,6 +341,9 @@ pub async fn update_check(
                 session_key: release.session_key.as_deref(),
                 link: release.link.as_deref(),
                 comment: release.comment.as_deref(),
+                manifest: manifest
+                    .as_ref()
+                    .map(|(m, expires)| delta::entries(state, m, origin, *expires)),
             })
         }
         Decision::Reset { .. } => serde_json::to_vec(&ResetAnswer { version: "builtin" }),
@@ -362,6 +396,14 @@ async fn bundle(
         .verify(&key, expires, signature)
         .inspect_err(|e| tracing::info!(key, refused = %e, "bundle download refused"))?;
     let path = bundles.regular_file(&key).ok_or(ApiError::NotFound)?;
+    serve_file(path, req).await
+}
+
+/// Serves a stored file with `Range` support (one well-formed range; others get a full 200).
+pub(crate) async fn serve_file(
+    path: std::path::PathBuf,
+    req: Request,
+) -> Result<Response, ApiError> {
     let mut req = req;
     if req
         .headers()

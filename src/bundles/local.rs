@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::bundles::{BundleError, BundleStore, UrlSigner, is_valid_key, sha256_hex};
+use crate::bundles::{BundleError, BundleStore, ObjectReader, UrlSigner, is_valid_key, sha256_hex};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -79,6 +79,16 @@ impl LocalBundles {
             }
         }
         Some(path)
+    }
+
+    /// How long a signed URL stays valid.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The URL-signing secret, also used for the short delta-file URLs.
+    pub fn secret(&self) -> [u8; 32] {
+        self.secret
     }
 
     fn mac(&self, key: &str, expires: u64) -> HmacSha256 {
@@ -158,6 +168,23 @@ impl UrlSigner for LocalBundles {
             "{origin}/bundles/{key}?{}",
             self.sign(key, expires)
         ))
+    }
+}
+
+#[async_trait]
+impl ObjectReader for LocalBundles {
+    async fn get_object(&self, key: &str) -> Result<Option<Vec<u8>>, BundleError> {
+        let Some(path) = self.regular_file(key) else {
+            if !is_valid_key(key) {
+                return Err(BundleError::InvalidKey(key.to_owned()));
+            }
+            return Ok(None);
+        };
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }
 

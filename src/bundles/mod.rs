@@ -1,7 +1,9 @@
 //! Where bundle zips live and how devices get them: an object store (S3 or a local folder) and
 //! a signer that hands out expiring download URLs.
 
+pub mod file_urls;
 pub mod local;
+pub mod manifests;
 pub mod s3;
 
 use async_trait::async_trait;
@@ -18,9 +20,16 @@ pub enum BundleError {
     InvalidKey(String),
 }
 
+/// Reads a stored object whole (manifests: small, read once per cache period).
+#[async_trait]
+pub trait ObjectReader: Send + Sync {
+    /// The object's bytes, `None` when nothing is stored under `key`.
+    async fn get_object(&self, key: &str) -> Result<Option<Vec<u8>>, BundleError>;
+}
+
 /// Uploads bundle objects (operators only).
 #[async_trait]
-pub trait BundleStore: Send + Sync {
+pub trait BundleStore: ObjectReader {
     /// Stores `bytes` under `key`, then reads back its size and SHA-256 to prove it landed whole.
     async fn put_verified(
         &self,

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
 use crate::aws::{ConfigError, env_required, url_ttl_from_env};
-use crate::bundles::{BundleError, BundleStore, UrlSigner, is_valid_key};
+use crate::bundles::{BundleError, BundleStore, ObjectReader, UrlSigner, is_valid_key};
 
 /// Zips at least this large go up in parts: a failed part is retried alone, not the whole zip.
 pub const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
@@ -23,7 +23,17 @@ pub const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts in flight at once: enough to fill an uplink, few enough to keep memory bounded.
 const PARTS_IN_FLIGHT: usize = 4;
-const ZIP_CONTENT_TYPE: &str = "application/zip";
+
+/// Zips as zips, manifests as JSON, delta files as bytes (their type is not the plugin's concern).
+fn content_type(key: &str) -> &'static str {
+    if key.ends_with(".zip") {
+        "application/zip"
+    } else if key.ends_with(".json") {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    }
+}
 
 /// A bucket of bundle zips and the lifetime of the download URLs handed to devices.
 #[derive(Debug, Clone)]
@@ -93,7 +103,7 @@ impl S3Bundles {
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(ZIP_CONTENT_TYPE)
+            .content_type(content_type(key))
             .content_length(bytes.len() as i64)
             .body(ByteStream::from(bytes.to_vec()))
             .send()
@@ -114,7 +124,7 @@ impl S3Bundles {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(ZIP_CONTENT_TYPE)
+            .content_type(content_type(key))
             .send()
             .await
             .map_err(|e| unavailable("CreateMultipartUpload", e))?
@@ -278,6 +288,35 @@ impl UrlSigner for S3Bundles {
             .await
             .map_err(|e| unavailable("presign GetObject", e))?;
         Ok(request.uri().to_owned())
+    }
+}
+
+#[async_trait]
+impl ObjectReader for S3Bundles {
+    async fn get_object(&self, key: &str) -> Result<Option<Vec<u8>>, BundleError> {
+        if !is_valid_key(key) {
+            return Err(BundleError::InvalidKey(key.to_owned()));
+        }
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(unavailable("GetObject", e)),
+        };
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| unavailable("GetObject body", e))?;
+        Ok(Some(bytes.to_vec()))
     }
 }
 

@@ -496,6 +496,10 @@ pub struct ReleaseArgs {
     /// Release only if the channel's item is still at this revision (from `channel list --json`).
     #[arg(long)]
     pub expect_revision: Option<u64>,
+    /// Delta updates (devices download only changed files); default: the app's `delta`
+    /// attribute, else true. Encrypted zips are always zip-only.
+    #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+    pub delta: Option<bool>,
 }
 
 impl ReleaseArgs {
@@ -526,6 +530,7 @@ impl ReleaseArgs {
             policy,
             code_check: !self.no_code_check,
             expect_revision: self.expect_revision,
+            delta: self.delta,
         })
     }
 }

@@ -7,10 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::bundle_files::prepare_files;
 use crate::bundle_zip::{LayoutError, check_layout, zip_folder};
 use crate::bundles::{BundleError, BundleStore, bundle_key, sha256_hex};
 use crate::cli::releases::{change_item, entry};
 use crate::domain::history::{HistoryAction, revision_of};
+use crate::domain::manifest::{Manifest, manifest_key};
 use crate::domain::policy::keep_policy;
 use crate::domain::protocol::is_valid_app_id;
 use crate::domain::release::{
@@ -57,6 +59,8 @@ pub struct ReleaseSpec {
     pub code_check: bool,
     /// Write only if the release item is still at this revision (`--expect-revision`).
     pub expect_revision: Option<u64>,
+    /// Delta (manifest) updates for this release; `None` takes the app's `delta` (default on).
+    pub delta: Option<bool>,
 }
 
 /// What was released, as `--json` prints it.
@@ -82,6 +86,14 @@ pub struct Published {
     pub kept_policy: Vec<String>,
     /// The release item's revision after this release.
     pub revision: u64,
+    /// Object key of the bundle's manifest when devices get delta updates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+    /// Files in the manifest, and how many of them were new to the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_uploaded: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +188,9 @@ pub async fn publish(
         previous_version: None,
         kept_policy: Vec::new(),
         revision: 0,
+        manifest: None,
+        files: None,
+        files_uploaded: None,
     };
 
     match (&version, &spec.source) {
@@ -207,6 +222,7 @@ pub async fn publish(
                 _ => unreachable!("matched above"),
             };
             let sha256 = sha256_hex(&bytes);
+            let mut root = None;
             let checksum = match &spec.encryption {
                 // An encrypted zip is ciphertext: its layout was checked by whoever encrypted it.
                 Some(_) => spec.checksum.clone().ok_or_else(|| {
@@ -214,6 +230,7 @@ pub async fn publish(
                 })?,
                 None => {
                     let layout = check_layout(&bytes)?;
+                    root = Some(layout.root.clone());
                     if spec.code_check && !layout.calls_notify_app_ready {
                         return Err(LayoutError::NoNotifyAppReady.into());
                     }
@@ -234,8 +251,24 @@ pub async fn publish(
                     release.insert("key_id".into(), s(k));
                 }
             }
-            let (key, reused) =
-                store_bundle(items, bundles, &spec, &bytes, &sha256, &checksum).await?;
+            // Encrypted zips stay zip-only: their files are ciphertext here.
+            let delta = match (&root, spec.delta) {
+                (None, _) | (_, Some(false)) => None,
+                (Some(root), Some(true)) => Some(root.as_str()),
+                (Some(root), None) => app_delta_default(items, &spec.app_id)
+                    .await?
+                    .then_some(root.as_str()),
+            };
+            let stored =
+                store_bundle(items, bundles, &spec, &bytes, &sha256, &checksum, delta).await?;
+            let key = stored.key;
+            let reused = stored.reused;
+            if let (Some(_), Some(m)) = (delta, &stored.manifest) {
+                release.insert("manifest".into(), s(m));
+                published.manifest = Some(m.clone());
+                published.files = stored.files;
+                published.files_uploaded = Some(stored.files_uploaded);
+            }
             release.insert("bundle".into(), s(&key));
             release.insert("checksum".into(), s(&checksum));
             published.bundle = Some(key);
@@ -283,8 +316,80 @@ pub async fn publish(
     Ok(published)
 }
 
+/// The app's `delta` attribute (BOOL; default true): whether releases get manifests.
+async fn app_delta_default(items: &dyn ItemWriter, app_id: &str) -> Result<bool, ReleaseError> {
+    Ok(
+        match items
+            .get_item(app_id, crate::domain::release::APP_SK)
+            .await?
+            .and_then(|app| app.get("delta").cloned())
+        {
+            Some(AttrValue::Bool(b)) => b,
+            None => true,
+            Some(_) => {
+                return Err(invalid(
+                    "the app item's delta attribute must be a boolean (BOOL)",
+                ));
+            }
+        },
+    )
+}
+
+/// What `store_bundle` stored or found.
+struct StoredBundle {
+    key: String,
+    reused: bool,
+    manifest: Option<String>,
+    files: Option<u64>,
+    files_uploaded: u64,
+}
+
+/// Stores every file of the zip by content (only those not stored yet), then the manifest
+/// object beside the zip. Returns the manifest key, the file count and how many were new.
+async fn store_files(
+    bundles: &dyn BundleStore,
+    spec: &ReleaseSpec,
+    bytes: &[u8],
+    sha256: &str,
+    root: &str,
+) -> Result<(String, u64, u64), ReleaseError> {
+    let files = prepare_files(bytes, root, &spec.app_id)?;
+    let mut uploaded = 0u64;
+    let mut seen = std::collections::HashSet::new();
+    for f in &files {
+        if !seen.insert(f.entry.key.as_str()) || bundles.exists(&f.entry.key).await? {
+            continue;
+        }
+        bundles
+            .put_verified(&f.entry.key, &f.body, &sha256_hex(&f.body))
+            .await?;
+        uploaded += 1;
+    }
+    let manifest = Manifest {
+        files: files.into_iter().map(|f| f.entry).collect(),
+    };
+    let json = serde_json::to_vec(&manifest).map_err(|e| invalid(e.to_string()))?;
+    let key = manifest_key(&spec.app_id, &spec.version, sha256);
+    bundles
+        .put_verified(&key, &json, &sha256_hex(&json))
+        .await?;
+    Ok((key, manifest.files.len() as u64, uploaded))
+}
+
+fn manifest_of(item: &Item) -> (Option<String>, Option<u64>) {
+    let m = match item.get("manifest") {
+        Some(AttrValue::S(m)) => Some(m.clone()),
+        _ => None,
+    };
+    let n = match item.get("files") {
+        Some(AttrValue::N(n)) => n.as_u64(),
+        _ => None,
+    };
+    (m, n)
+}
+
 /// Uploads the object (content-addressed) and records the bundle item, refusing a version that
-/// already exists with other bytes. Returns the object key and whether it was already there.
+/// already exists with other bytes. With `delta` (the zip's root), the files and manifest too.
 async fn store_bundle(
     items: &dyn ItemWriter,
     bundles: &dyn BundleStore,
@@ -292,7 +397,8 @@ async fn store_bundle(
     bytes: &[u8],
     sha256: &str,
     checksum: &str,
-) -> Result<(String, bool), ReleaseError> {
+    delta: Option<&str>,
+) -> Result<StoredBundle, ReleaseError> {
     let sk = bundle_sk(&spec.version);
     let same_bytes = |existing: &Item| -> Result<String, ReleaseError> {
         match (existing.get("sha256"), existing.get("bundle")) {
@@ -308,12 +414,36 @@ async fn store_bundle(
             ))),
         }
     };
-    if let Some(existing) = items.get_item(&spec.app_id, &sk).await? {
-        return Ok((same_bytes(&existing)?, true));
+    if let Some(mut existing) = items.get_item(&spec.app_id, &sk).await? {
+        let key = same_bytes(&existing)?;
+        let (mut manifest, mut files) = manifest_of(&existing);
+        let mut files_uploaded = 0;
+        if let (Some(root), None) = (delta, &manifest) {
+            // Released before without a manifest: add one now.
+            let (m, n, up) = store_files(bundles, spec, bytes, sha256, root).await?;
+            existing.insert("manifest".into(), s(&m));
+            existing.insert("files".into(), AttrValue::N(n.into()));
+            items.put_item(&spec.app_id, &sk, &existing).await?;
+            (manifest, files, files_uploaded) = (Some(m), Some(n), up);
+        }
+        return Ok(StoredBundle {
+            key,
+            reused: true,
+            manifest,
+            files,
+            files_uploaded,
+        });
     }
     let key = bundle_key(&spec.app_id, &spec.version, sha256);
     bundles.put_verified(&key, bytes, sha256).await?;
     let mut item = Item::new();
+    let (mut manifest, mut files, mut files_uploaded) = (None, None, 0);
+    if let Some(root) = delta {
+        let (m, n, up) = store_files(bundles, spec, bytes, sha256, root).await?;
+        item.insert("manifest".into(), s(&m));
+        item.insert("files".into(), AttrValue::N(n.into()));
+        (manifest, files, files_uploaded) = (Some(m), Some(n), up);
+    }
     item.insert("bundle".into(), s(&key));
     item.insert("sha256".into(), s(sha256));
     item.insert("checksum".into(), s(checksum));
@@ -328,7 +458,20 @@ async fn store_bundle(
     if !items.put_item_if_absent(&spec.app_id, &sk, &item).await? {
         // Someone released the same version meanwhile: fine only if it is the same bytes.
         let existing = items.get_item(&spec.app_id, &sk).await?.unwrap_or_default();
-        return Ok((same_bytes(&existing)?, true));
+        let (manifest, files) = manifest_of(&existing);
+        return Ok(StoredBundle {
+            key: same_bytes(&existing)?,
+            reused: true,
+            manifest,
+            files,
+            files_uploaded,
+        });
     }
-    Ok((key, false))
+    Ok(StoredBundle {
+        key,
+        reused: false,
+        manifest,
+        files,
+        files_uploaded,
+    })
 }

@@ -209,7 +209,7 @@ async fn stored_version(
             "the zip of {version} ({key}) is missing from bundle storage; release it again with `updraft release`"
         );
     }
-    for name in ["bundle", "checksum", "session_key", "key_id"] {
+    for name in ["bundle", "checksum", "session_key", "key_id", "manifest"] {
         if let Some(v) = bundle.get(name) {
             served.insert(name.into(), v.clone());
         }

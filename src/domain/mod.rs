@@ -10,6 +10,7 @@ pub mod evidence;
 pub mod health;
 pub mod history;
 pub mod item;
+pub mod manifest;
 pub mod policy;
 pub mod protocol;
 pub mod release;

@@ -376,6 +376,17 @@ pub struct UpdateAnswer<'a> {
     pub link: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<&'a str>,
+    /// Delta download (protocol.md §4): present only with at least one entry, never `[]`/null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Vec<ManifestEntry<'a>>>,
+}
+
+/// One file of a delta download as the plugin reads it (`ManifestEntry`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ManifestEntry<'a> {
+    pub file_name: &'a str,
+    pub file_hash: &'a str,
+    pub download_url: String,
 }
 
 /// The reset answer: the plugin goes back to the store build's assets.
@@ -573,6 +584,7 @@ mod tests {
             session_key: None,
             link: None,
             comment: Some("hi"),
+            manifest: None,
         };
         assert_eq!(
             serde_json::to_string(&a).unwrap(),

@@ -113,6 +113,8 @@ pub struct Release {
     /// `version` as written, which is what the plugin compares and stores.
     pub version_text: String,
     pub bundle: Option<String>,
+    /// Object key of the bundle's manifest (delta updates), copied from its bundle item.
+    pub manifest: Option<String>,
     pub url: Option<String>,
     pub checksum: Option<String>,
     pub session_key: Option<String>,
@@ -247,6 +249,7 @@ impl Release {
         })?;
         let bundle = get_s(item, "bundle")?.map(str::to_owned);
         let url = get_s(item, "url")?.map(str::to_owned);
+        let manifest = get_s(item, "manifest")?.map(str::to_owned);
         let checksum = get_s(item, "checksum")?.map(str::to_owned);
         let session_key = get_s(item, "session_key")?.map(str::to_owned);
         let key_id = get_s(item, "key_id")?.map(str::to_owned);
@@ -302,6 +305,7 @@ impl Release {
             version,
             version_text: version_text.to_owned(),
             bundle,
+            manifest,
             url,
             checksum,
             session_key,
