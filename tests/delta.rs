@@ -41,7 +41,7 @@ fn text(seed: u64, len: usize) -> String {
         x ^= x >> 7;
         x ^= x << 17;
         out.push_str(WORDS[(x % 16) as usize]);
-        out.push(if x % 7 == 0 { '\n' } else { ' ' });
+        out.push(if x.is_multiple_of(7) { '\n' } else { ' ' });
         out.push_str(&format!("v{}", x % 997));
         out.push(';');
     }
@@ -310,6 +310,57 @@ async fn delta_update_on_the_embedded_store() {
         async move { n }
     })
     .await;
+
+    // bundles list: file count and what a device on the previous version downloads.
+    let out = run(&[
+        "bundles",
+        "list",
+        "--data",
+        data.to_str().unwrap(),
+        "--app",
+        APP_ID,
+        "--json",
+    ]);
+    assert_ok(&out);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |v: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["version"] == v)
+            .unwrap()
+            .clone()
+    };
+    let r2 = row("1.0.2");
+    assert_eq!(r2["files"], FILES + 1, "{r2}");
+    assert_eq!(r2["previous"], "1.0.1");
+    assert_eq!(
+        r2["delta_bytes"],
+        1100.min(r2["delta_bytes"].as_u64().unwrap())
+    );
+    assert!(
+        r2["delta_bytes"].as_u64().unwrap() * 50 <= r2["size"].as_u64().unwrap(),
+        "{r2}"
+    );
+    assert!(row("0.0.1").get("files").is_none());
+    let before = files_in(&files_dir);
+
+    // bundles delete: 1.0.1's one file that 1.0.2 does not share goes with it.
+    let out = run(&[
+        "bundles",
+        "delete",
+        "--data",
+        data.to_str().unwrap(),
+        "--app",
+        APP_ID,
+        "--version",
+        "1.0.1",
+        "--json",
+    ]);
+    assert_ok(&out);
+    let deleted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(deleted["files_deleted"], 1, "{deleted}");
+    assert_eq!(files_in(&files_dir), before - 1);
 
     // Files are served with Range, like bundles.
     let (answer, _) = check_gzip(&server.origin, "8.51.23", "1.0.1").await;

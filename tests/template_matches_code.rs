@@ -879,7 +879,18 @@ fn methods_of(declared: &BTreeSet<String>) -> Vec<String> {
     out.into_iter().collect()
 }
 
-/// The paths src/api* declares with `.route("…", …)`.
+/// An axum path as API Gateway writes it: a greedy `{*rest}` is `{rest+}`.
+fn apigw_path(axum: &str) -> String {
+    match axum.split_once("{*") {
+        Some((head, tail)) => match tail.strip_suffix('}') {
+            Some(name) if !name.contains('}') => format!("{head}{{{name}+}}"),
+            _ => axum.to_owned(),
+        },
+        None => axum.to_owned(),
+    }
+}
+
+/// The paths src/api* declares with `.route("…", …)` (in API Gateway's syntax).
 fn router_declared_paths(sources: &[(String, String)]) -> BTreeSet<String> {
     let mut paths = BTreeSet::new();
     for (_, code) in sources
@@ -890,7 +901,7 @@ fn router_declared_paths(sources: &[(String, String)]) -> BTreeSet<String> {
         for (pos, _) in code.match_indices(".route(") {
             let rest = code[pos + ".route(".len()..].trim_start();
             if let Some(path) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) {
-                paths.insert(path.to_owned());
+                paths.insert(apigw_path(path));
             }
         }
     }

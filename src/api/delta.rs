@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, AppState, json_response, read_body, request_origin, serve_file};
 use crate::bundles::file_urls::object_key;
+use crate::bundles::local::UrlRefusal;
 use crate::domain::item::AttrValue;
 use crate::domain::manifest::{Manifest, plugin_supports_manifest};
 use crate::domain::protocol::{ManifestEntry, UpdateRequest, is_valid_app_id};
@@ -86,7 +87,6 @@ pub(crate) async fn file(
     req: Request,
 ) -> Result<Response, ApiError> {
     let delta = state.delta.as_ref().ok_or(ApiError::NotFound)?;
-    let key = object_key(&path).ok_or(ApiError::NotFound)?;
     let (mut e, mut s) = (None, None);
     for pair in req.uri().query().unwrap_or("").split('&') {
         match pair.split_once('=') {
@@ -95,6 +95,10 @@ pub(crate) async fn file(
             _ => {}
         }
     }
+    if e.is_none() || s.is_none() {
+        return Err(ApiError::UrlRefused(UrlRefusal::Unsigned));
+    }
+    let key = object_key(&path).ok_or(ApiError::NotFound)?;
     delta
         .urls
         .verify(&key, e, s)

@@ -122,7 +122,7 @@ mod tests {
         let urls = FileUrls::new(b"secret", Duration::from_secs(600));
         let key = format!("com.example.app/files/{}.br", "a".repeat(64));
         let exp = urls.expiry();
-        assert!(exp >= now_unix() + 600 && exp % EXPIRY_STEP == 0);
+        assert!(exp >= now_unix() + 600 && exp.is_multiple_of(EXPIRY_STEP));
         let url = urls.url("https://h", &key, exp).unwrap();
         assert!(url.len() < 140, "{url}");
         let (k, e, s) = parts(&url);

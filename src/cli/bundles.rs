@@ -1,13 +1,18 @@
 //! `updraft bundles list | delete`: the uploaded bundles of an app, which channels serve them,
 //! and removing one that nothing serves.
 
+use std::collections::{BTreeMap, HashSet};
+
 use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::backend::OperatorStores;
+use crate::bundles::BundleStore;
+use crate::bundles::manifests::parse_manifest;
 use crate::cli::output::{Report, table};
 use crate::cli::releases::require_app;
 use crate::domain::history::rfc3339;
+use crate::domain::manifest::Manifest;
 use crate::domain::release::{AppSnapshot, AttrValue, Item, bundle_sk};
 
 /// One row of `bundles list`.
@@ -24,6 +29,26 @@ pub struct BundleRow {
     pub uploaded_at: Option<String>,
     /// `channel/platform` items that serve this version.
     pub served_by: Vec<String>,
+    /// Delta updates: files in the manifest (absent without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    /// Bytes a device on `previous` downloads (all files' bytes when there is no previous).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_bytes: Option<u64>,
+    /// The stored version just below this one (by semver) that `delta_bytes` is counted from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+}
+
+/// Reads the manifest object a bundle item names.
+async fn read_manifest(bundles: &dyn BundleStore, item: &Item) -> anyhow::Result<Option<Manifest>> {
+    let Some(key) = s(item, "manifest") else {
+        return Ok(None);
+    };
+    let Some(bytes) = bundles.get_object(&key).await? else {
+        return Ok(None);
+    };
+    Ok(Some(parse_manifest(&key, &bytes)?))
 }
 
 fn s(item: &Item, name: &str) -> Option<String> {
@@ -63,10 +88,31 @@ pub async fn list(stores: &OperatorStores, app_id: &str) -> anyhow::Result<Repor
         .query
         .query_prefix(app_id, "bundle#", false, None)
         .await?;
+    let mut manifests = BTreeMap::new();
+    if items.iter().any(|(_, item)| item.contains_key("manifest")) {
+        let bundles = stores.bundles()?;
+        for (sk, item) in &items {
+            if let (Ok(v), Some(m)) = (
+                semver::Version::parse(sk.trim_start_matches("bundle#")),
+                read_manifest(bundles, item).await?,
+            ) {
+                manifests.insert(v, (sk.trim_start_matches("bundle#").to_owned(), m));
+            }
+        }
+    }
     let rows: Vec<BundleRow> = items
         .iter()
         .map(|(sk, item)| {
             let version = sk.trim_start_matches("bundle#").to_owned();
+            let (mut files, mut delta_bytes, mut previous) = (None, None, None);
+            if let Ok(v) = semver::Version::parse(&version)
+                && let Some((_, m)) = manifests.get(&v)
+            {
+                let prev = manifests.range(..v).next_back().map(|(_, p)| p);
+                files = Some(m.files.len() as u64);
+                delta_bytes = Some(m.download_bytes_from(prev.map(|(_, p)| p)));
+                previous = prev.map(|(name, _)| name.clone());
+            }
             BundleRow {
                 served_by: served_by(&snap, &version),
                 version,
@@ -75,6 +121,9 @@ pub async fn list(stores: &OperatorStores, app_id: &str) -> anyhow::Result<Repor
                 checksum: s(item, "checksum"),
                 sha256: s(item, "sha256"),
                 uploaded_at: n(item, "created_at").map(|t| rfc3339(t * 1_000_000)),
+                files,
+                delta_bytes,
+                previous,
             }
         })
         .collect();
@@ -88,6 +137,12 @@ pub async fn list(stores: &OperatorStores, app_id: &str) -> anyhow::Result<Repor
                     .as_deref()
                     .map_or("?".into(), |c| c.chars().take(12).collect()),
                 r.uploaded_at.clone().unwrap_or_else(|| "?".into()),
+                r.files.map_or("-".into(), |f| f.to_string()),
+                match (r.delta_bytes, &r.previous) {
+                    (Some(b), Some(p)) => format!("{b} from {p}"),
+                    (Some(b), None) => b.to_string(),
+                    _ => "-".into(),
+                },
                 if r.served_by.is_empty() {
                     "-".into()
                 } else {
@@ -100,7 +155,15 @@ pub async fn list(stores: &OperatorStores, app_id: &str) -> anyhow::Result<Repor
         format!("No bundles stored for {app_id}.")
     } else {
         table(
-            &["VERSION", "BYTES", "CHECKSUM", "UPLOADED", "SERVED BY"],
+            &[
+                "VERSION",
+                "BYTES",
+                "CHECKSUM",
+                "UPLOADED",
+                "FILES",
+                "DELTA BYTES",
+                "SERVED BY",
+            ],
             &cells,
         )
     };
@@ -132,24 +195,75 @@ pub async fn delete(
     if let Some(key) = &key {
         bundles.delete(key).await?;
     }
+    let files_deleted = delete_unreferenced_files(stores, bundles, app_id, &item).await?;
     #[derive(Serialize)]
     struct Deleted<'a> {
         app_id: &'a str,
         version: &'a str,
         bundle: Option<&'a str>,
+        /// Delta files no remaining bundle names, deleted with it.
+        files_deleted: u64,
     }
     let text = format!(
-        "Deleted bundle {version} of {app_id}{}.",
+        "Deleted bundle {version} of {app_id}{}{}.",
         key.as_deref()
             .map(|k| format!(" ({k})"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if files_deleted > 0 {
+            format!(" and {files_deleted} delta files no other bundle uses")
+        } else {
+            String::new()
+        }
     );
     Report::new(
         &Deleted {
             app_id,
             version,
             bundle: key.as_deref(),
+            files_deleted,
         },
         text,
     )
+}
+
+/// Deletes the deleted bundle's manifest and every file of it that no remaining bundle's
+/// manifest names. A release running at the same time that reuses such a file re-uploads it
+/// only if it checks after this deletes: run deletes and releases of one app one at a time.
+async fn delete_unreferenced_files(
+    stores: &OperatorStores,
+    bundles: &dyn BundleStore,
+    app_id: &str,
+    deleted: &Item,
+) -> anyhow::Result<u64> {
+    let Some(gone) = read_manifest(bundles, deleted).await? else {
+        return Ok(0);
+    };
+    let mut kept = HashSet::new();
+    for (_, item) in stores
+        .query
+        .query_prefix(app_id, "bundle#", false, None)
+        .await?
+    {
+        if s(&item, "manifest").is_some() {
+            let m = read_manifest(bundles, &item).await?.with_context(|| {
+                format!(
+                    "the manifest {:?} is missing; nothing deleted beyond the zip",
+                    s(&item, "manifest")
+                )
+            })?;
+            kept.extend(m.files.into_iter().map(|f| f.key));
+        }
+    }
+    let mut deleted_files = 0;
+    let mut seen = HashSet::new();
+    for f in &gone.files {
+        if !kept.contains(&f.key) && seen.insert(f.key.as_str()) {
+            bundles.delete(&f.key).await?;
+            deleted_files += 1;
+        }
+    }
+    if let Some(m) = s(deleted, "manifest") {
+        bundles.delete(&m).await?;
+    }
+    Ok(deleted_files)
 }

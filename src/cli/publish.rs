@@ -316,6 +316,9 @@ pub async fn publish(
     Ok(published)
 }
 
+/// Delta-file uploads in flight at once.
+const FILES_IN_FLIGHT: usize = 16;
+
 /// The app's `delta` attribute (BOOL; default true): whether releases get manifests.
 async fn app_delta_default(items: &dyn ItemWriter, app_id: &str) -> Result<bool, ReleaseError> {
     Ok(
@@ -353,18 +356,27 @@ async fn store_files(
     sha256: &str,
     root: &str,
 ) -> Result<(String, u64, u64), ReleaseError> {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
     let files = prepare_files(bytes, root, &spec.app_id)?;
-    let mut uploaded = 0u64;
     let mut seen = std::collections::HashSet::new();
-    for f in &files {
-        if !seen.insert(f.entry.key.as_str()) || bundles.exists(&f.entry.key).await? {
-            continue;
-        }
-        bundles
-            .put_verified(&f.entry.key, &f.body, &sha256_hex(&f.body))
-            .await?;
-        uploaded += 1;
-    }
+    let unique: Vec<_> = files
+        .iter()
+        .filter(|f| seen.insert(f.entry.key.as_str()))
+        .collect();
+    // Only files not stored yet go up; a few requests in flight at once.
+    let uploaded: u64 = stream::iter(unique)
+        .map(|f| async move {
+            if bundles.exists(&f.entry.key).await? {
+                return Ok::<u64, BundleError>(0);
+            }
+            bundles
+                .put_verified(&f.entry.key, &f.body, &sha256_hex(&f.body))
+                .await?;
+            Ok(1)
+        })
+        .buffer_unordered(FILES_IN_FLIGHT)
+        .try_fold(0, |n, up| async move { Ok(n + up) })
+        .await?;
     let manifest = Manifest {
         files: files.into_iter().map(|f| f.entry).collect(),
     };
