@@ -183,8 +183,7 @@ async fn lambda_answers_equal_the_local_server() {
         eprintln!("{name}: answered after {:?} from exec", started.elapsed());
         assert_eq!(response["statusCode"], 200, "{name}: {response}");
         assert_eq!(response["headers"]["content-type"], "application/json");
-        let answer: serde_json::Value =
-            serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+        let answer: serde_json::Value = body_of(&response).0;
         let mut keys: Vec<_> = answer.as_object().unwrap().keys().collect();
         let mut local_keys: Vec<_> = local.as_object().unwrap().keys().collect();
         keys.sort();
@@ -218,8 +217,7 @@ async fn lambda_answers_equal_the_local_server() {
     bad["body"] = serde_json::Value::from("{}");
     let response = invoke(bad).await;
     assert_eq!(response["statusCode"], 400);
-    let answer: serde_json::Value =
-        serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    let answer: serde_json::Value = body_of(&response).0;
     assert_eq!(answer["error"], "missing_device_id");
 }
 
@@ -241,9 +239,32 @@ fn v2_event(path: &str, body: &serde_json::Value, source_ip: &str) -> serde_json
     event
 }
 
+/// The JSON body of a function's response, and its size as API Gateway sends it: a gzipped
+/// answer (the fixtures accept gzip, as the plugin does) comes base64-encoded.
+fn body_of(response: &serde_json::Value) -> (serde_json::Value, usize) {
+    use base64::Engine;
+    use std::io::Read;
+    let text = response["body"].as_str().unwrap();
+    if response["isBase64Encoded"] != true {
+        return (serde_json::from_str(text).unwrap(), text.len());
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap();
+    assert_eq!(
+        response["headers"]["content-encoding"], "gzip",
+        "{response}"
+    );
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_end(&mut plain)
+        .unwrap();
+    (serde_json::from_slice(&plain).unwrap(), bytes.len())
+}
+
 fn answer_of(response: &serde_json::Value) -> serde_json::Value {
     assert_eq!(response["statusCode"], 200, "{response}");
-    serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
+    body_of(response).0
 }
 
 const FORGED_APP: &str = "com.example.forged";
