@@ -118,4 +118,43 @@ async fn capgo_cli_zip_is_accepted_with_its_checksum() {
         capgo_checksum,
         "the served bytes are Capgo's zip, untouched"
     );
+
+    // Delta updates from Capgo's zip: one manifest entry per file of the zip, each hash the
+    // SHA-256 of that file, each download decoding to it.
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut files = std::collections::BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).unwrap();
+        if entry.is_dir() {
+            continue;
+        }
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut body).unwrap();
+        files.insert(entry.name().to_owned(), body);
+    }
+    let manifest = answer["manifest"].as_array().expect("a manifest");
+    assert_eq!(manifest.len(), files.len(), "{answer}");
+    for entry in manifest {
+        let name = entry["file_name"].as_str().unwrap();
+        let plain = name.strip_suffix(".br").unwrap_or(name);
+        let original = &files[plain];
+        assert_eq!(entry["file_hash"], sha256_hex(original).as_str(), "{name}");
+        let body = client
+            .get(entry["download_url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let decoded = if name.ends_with(".br") {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut brotli::Decompressor::new(&body[..], 4096), &mut out)
+                .unwrap();
+            out
+        } else {
+            body.to_vec()
+        };
+        assert_eq!(&decoded, original, "{name}");
+    }
 }
