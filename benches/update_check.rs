@@ -48,6 +48,62 @@ fn bench(c: &mut Criterion) {
         },
     );
 
+    // Delta: the same check answered with a 1,000-file manifest (one signed URL per file).
+    let delta_dir = tempfile::tempdir().unwrap();
+    let delta_state = rt.block_on(async {
+        use updraft::bundles::BundleStore;
+        use updraft::domain::manifest::{Manifest, ManifestFile, file_key};
+        let store = EmbeddedStore::open(delta_dir.path()).unwrap();
+        let bundles = updraft::bundles::local::LocalBundles::open(delta_dir.path(), Duration::from_secs(3600)).unwrap();
+        let files = (0..1000)
+            .map(|i| {
+                let hash = updraft::bundles::sha256_hex(format!("file {i}").as_bytes());
+                ManifestFile {
+                    file_name: format!("assets/chunk-{i:04}.js.br"),
+                    key: file_key("com.example.app", &hash, true),
+                    file_hash: hash,
+                    size: 2000,
+                }
+            })
+            .collect();
+        let json = serde_json::to_vec(&Manifest { files }).unwrap();
+        let key = "com.example.app/1.3.0/m.manifest.json";
+        bundles.put_verified(key, &json, &updraft::bundles::sha256_hex(&json)).await.unwrap();
+        let mut item = Item::new();
+        item.insert("version".into(), AttrValue::S("1.3.0".into()));
+        item.insert("bundle".into(), AttrValue::S("com.example.app/1.3.0/6bb619125ffc6b696964190e3fac054b407d64d6e40423d2ec888e9f720afef5.zip".into()));
+        item.insert("checksum".into(), AttrValue::S("6bb619125ffc6b696964190e3fac054b407d64d6e40423d2ec888e9f720afef5".into()));
+        item.insert("manifest".into(), AttrValue::S(key.into()));
+        store.put_item("com.example.app", &release_sk("production", Target::All), &item).await.unwrap();
+        let state = AppState::embedded(delta_dir.path(), Duration::from_secs(3600), Duration::from_secs(3600), None).unwrap();
+        let answer = update_check(&state, BODY.as_bytes(), "https://updates.example.com").await.unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &answer).unwrap();
+        let gzipped = gz.finish().unwrap();
+        let parsed: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(parsed["manifest"].as_array().unwrap().len(), 1000);
+        eprintln!(
+            "1,000-file manifest answer: {} bytes, {} gzipped ({:.1} per entry on the wire)",
+            answer.len(),
+            gzipped.len(),
+            gzipped.len() as f64 / 1000.0
+        );
+        Arc::new(state)
+    });
+    c.bench_function(
+        "update_check with a 1,000-file manifest (cached, signing included)",
+        |b| {
+            b.iter(|| {
+                rt.block_on(update_check(
+                    &delta_state,
+                    std::hint::black_box(BODY.as_bytes()),
+                    "https://updates.example.com",
+                ))
+                .unwrap()
+            })
+        },
+    );
+
     let snapshot = rt.block_on(state.releases.get("com.example.app")).unwrap();
     c.bench_function("parse + decide only", |b| {
         b.iter(|| {
