@@ -382,3 +382,90 @@ async fn lambda_pauses_on_evidence_from_api_gateways_source_ip() {
     let reason = paused(APP_ID).await.expect("30 networks pause the release");
     assert!(reason.contains("from 30 networks"), "{reason}");
 }
+
+/// Delta updates through the Lambda path: a 300-file manifest answer is gzipped (base64 to API
+/// Gateway) within 150 bytes per entry, and a file URL answers 302 to a presigned S3 URL that
+/// s3s-fs accepts.
+#[tokio::test]
+async fn lambda_delta_answer_is_short_and_redirects_to_s3() {
+    use std::io::Read;
+    let mut env = binary_env().await;
+    env.push((
+        "UPDRAFT_URL_SECRET".into(),
+        "0123456789abcdef0123456789abcdef".into(),
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let web = tmp.path().join("www");
+    write_web_dir(&web, "delta through lambda");
+    for i in 0..298 {
+        let body: String = (0..40 + i % 60)
+            .map(|j| format!("export const v{i}_{j} = {};\n", i * 7919 + j * 104729))
+            .collect();
+        std::fs::write(web.join(format!("assets/chunk-{i:03}.js")), body).unwrap();
+    }
+    let out = updraft()
+        .args(["release", "--app", APP_ID, "--version", "1.0.1", "--dir"])
+        .arg(&web)
+        .envs(pairs(&env))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let lambda = Lambda::start(&env).await;
+    let response = lambda
+        .invoke(v2_event(
+            "/updates",
+            &plugin_body(APP_ID, "1.0.0", "builtin"),
+            "198.51.100.7",
+        ))
+        .await;
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let (answer, wire) = body_of(&response);
+    let manifest = answer["manifest"].as_array().expect("a manifest");
+    assert_eq!(manifest.len(), 300);
+    let per_entry = wire as f64 / 300.0;
+    eprintln!("Lambda answer: {wire} bytes gzipped for 300 entries ({per_entry:.1} per entry)");
+    assert!(per_entry <= 150.0, "{per_entry}");
+
+    let entry = &manifest[5];
+    let url = entry["download_url"].as_str().unwrap();
+    let (path, query) = url
+        .split_once("amazonaws.com")
+        .unwrap()
+        .1
+        .split_once('?')
+        .unwrap();
+    let mut event = fixture("update-check.json");
+    event["rawPath"] = path.into();
+    event["rawQueryString"] = query.into();
+    event["routeKey"] = "GET /f/{path+}".into();
+    event["requestContext"]["routeKey"] = "GET /f/{path+}".into();
+    event["requestContext"]["http"]["method"] = "GET".into();
+    event["requestContext"]["http"]["path"] = path.into();
+    event["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("content-length");
+    event["body"] = serde_json::Value::Null;
+    let response = lambda.invoke(event).await;
+    assert_eq!(response["statusCode"], 302, "{response}");
+    let location = response["headers"]["location"].as_str().unwrap();
+    let res = lambda.client.get(location).send().await.unwrap();
+    assert_eq!(res.status(), 200, "s3s-fs accepts the presigned URL");
+    let body = res.bytes().await.unwrap();
+    let name = entry["file_name"].as_str().unwrap();
+    let file = if name.ends_with(".br") {
+        let mut out = Vec::new();
+        brotli::Decompressor::new(&body[..], 4096)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else {
+        body.to_vec()
+    };
+    assert_eq!(sha256_hex(&file), entry["file_hash"].as_str().unwrap());
+}
