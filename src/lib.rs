@@ -17,4 +17,5 @@ pub mod cli;
 pub mod domain;
 pub mod lambda;
 pub mod logging;
+pub mod rollouts;
 pub mod store;

@@ -8,6 +8,8 @@ use semver::Version;
 use crate::domain::device::DeviceState;
 use crate::domain::protocol::{RefusalCode, UpdateRequest};
 use crate::domain::release::{AppSnapshot, DisableAutoUpdate, Release};
+use crate::domain::rollout::{self, RolloutState};
+use crate::domain::trace::{NoTrace, Tracer};
 use crate::domain::version::ReleaseVersion;
 
 /// The outcome of an update check.
@@ -78,7 +80,33 @@ pub fn decide_update<'a>(
     app: Option<&'a AppSnapshot>,
     device: Option<&DeviceState>,
 ) -> Decision<'a> {
+    decide_traced(req, app, device, &mut NoTrace)
+}
+
+/// `decide_update`, reporting every rule it passes or stops at to `t` (`updraft explain`).
+pub fn decide_traced<'a, T: Tracer>(
+    req: &UpdateRequest<'_>,
+    app: Option<&'a AppSnapshot>,
+    device: Option<&DeviceState>,
+    t: &mut T,
+) -> Decision<'a> {
+    let d = decide_inner(req, app, device, t);
+    t.step("decision", || match &d {
+        Decision::Offer { release, .. } => format!("offer {}", release.version_text),
+        Decision::Reset { .. } => "reset to builtin".to_owned(),
+        Decision::Refuse(r) => format!("{}: {}", r.code.as_str(), r.message),
+    });
+    d
+}
+
+fn decide_inner<'a, T: Tracer>(
+    req: &UpdateRequest<'_>,
+    app: Option<&'a AppSnapshot>,
+    device: Option<&DeviceState>,
+    t: &mut T,
+) -> Decision<'a> {
     let Some(app) = app else {
+        t.step("app", || "the store has no items for this app".to_owned());
         return Decision::Refuse(Refusal::new(
             RefusalCode::AppNotFound,
             "This app has no releases on this server",
@@ -124,8 +152,18 @@ pub fn decide_update<'a>(
         }
         (None, _) => default_channel,
     };
+    t.step("channel", || match (overridden, req.default_channel.as_deref()) {
+        (Some(_), _) => format!("{channel} (the device's override)"),
+        (None, Some(asked)) if asked != default_channel => {
+            format!("{channel} (asked for by the device; it allows self-assignment)")
+        }
+        _ => format!("{channel} (the app's default for {})", req.platform.as_str()),
+    });
     let release = match app.release(channel, req.platform) {
         None => {
+            t.step("release", || {
+                format!("{channel} has no release for {}", req.platform.as_str())
+            });
             return Decision::Refuse(
                 Refusal::new(
                     RefusalCode::NoChannel,
@@ -140,6 +178,11 @@ pub fn decide_update<'a>(
         Some(Err(e)) => return Decision::Refuse(invalid_release(channel, e)),
         Some(Ok(r)) => r,
     };
+    t.step("release", || format!("{channel} serves {}", release.version_text));
+    let release = match pick_version(req, release, device, t) {
+        Ok(r) => r,
+        Err(e) => return Decision::Refuse(invalid_release(channel, e)),
+    };
 
     // §4.3 / §4.5: already there.
     match &release.version {
@@ -153,6 +196,7 @@ pub fn decide_update<'a>(
             );
         }
         ReleaseVersion::Bundle(v) if is_running(req, v, &release.version_text) => {
+            t.step("up_to_date", || format!("the device runs {}", release.version_text));
             return Decision::Refuse(
                 Refusal::new(
                     RefusalCode::NoNewVersionAvailable,
@@ -167,6 +211,9 @@ pub fn decide_update<'a>(
     // A version that failed on this device is not offered to it again (the plugin would
     // otherwise download, fail and roll back on every start); a newer release is.
     if device.is_some_and(|d| d.failed_versions.contains(&release.version_text)) {
+        t.step("failed_on_device", || {
+            format!("{} failed on this device before", release.version_text)
+        });
         return Decision::Refuse(Refusal {
             version: Some(&release.version_text),
             ..Refusal::new(
@@ -177,8 +224,15 @@ pub fn decide_update<'a>(
         });
     }
 
+    t.step("up_to_date", || {
+        format!(
+            "the device runs {}, not {}",
+            req.version_name_raw, release.version_text
+        )
+    });
     // §4.4 gates, in order.
     if release.paused {
+        t.step("paused", || "the release is paused".to_owned());
         let message = match &release.pause_reason {
             Some(why) => Cow::Owned(format!("This release is paused: {why}")),
             None => Cow::Borrowed("This release is paused"),
@@ -191,8 +245,22 @@ pub fn decide_update<'a>(
     if let ReleaseVersion::Bundle(bundle) = &release.version
         && let Some(refusal) = version_gate(release, bundle, &req.version_build)
     {
+        t.step("version_gate", || {
+            format!(
+                "blocked: disable_auto_update {} against native {}",
+                release.disable_auto_update.as_str(),
+                req.version_build
+            )
+        });
         return Decision::Refuse(refusal.on(channel));
     }
+    t.step("version_gate", || {
+        format!(
+            "passed: disable_auto_update {} against native {}",
+            release.disable_auto_update.as_str(),
+            req.version_build
+        )
+    });
     let audience = if req.is_prod && !release.allow_prod {
         Some((
             RefusalCode::DisableProdBuild,
@@ -217,8 +285,15 @@ pub fn decide_update<'a>(
         None
     };
     if let Some((code, message)) = audience {
+        t.step("audience", || format!("blocked: {message}"));
         return Decision::Refuse(Refusal::new(code, message).on(channel));
     }
+    t.step("audience", || {
+        format!(
+            "passed (is_prod {}, is_emulator {})",
+            req.is_prod, req.is_emulator
+        )
+    });
 
     if release.version == ReleaseVersion::Builtin {
         return Decision::Reset { channel };
@@ -227,9 +302,85 @@ pub fn decide_update<'a>(
     // Encryption must match the app: a plain bundle fails `session_key_required` on an app
     // with a publicKey, an encrypted one cannot be opened without it (protocol.md §3).
     if let Some(refusal) = key_gate(req, release) {
+        t.step("encryption", || format!("blocked: {}", refusal.message));
         return Decision::Refuse(refusal.on(channel));
     }
+    t.step("encryption", || "passed".to_owned());
     Decision::Offer { channel, release }
+}
+
+/// Which version of the release item this device is served: the rollout version while its
+/// rollout is active and the device is in the cohort (and the version has not failed on it),
+/// or while paused and the device already runs it; the stable version otherwise.
+fn pick_version<'a, T: Tracer>(
+    req: &UpdateRequest<'_>,
+    release: &'a Release,
+    device: Option<&DeviceState>,
+    t: &mut T,
+) -> Result<&'a Release, &'a crate::domain::release::ItemError> {
+    let rollout = match &release.rollout {
+        None => return Ok(release),
+        Some(Err(e)) => return Err(e),
+        Some(Ok(r)) => r,
+    };
+    let candidate = &rollout.release;
+    let share = || rollout::percent_text(rollout.basis_points);
+    let runs_it = || match &candidate.version {
+        ReleaseVersion::Bundle(v) => is_running(req, v, &candidate.version_text),
+        ReleaseVersion::Builtin => req.on_builtin(),
+    };
+    let chosen = match rollout.state {
+        RolloutState::Aborted => {
+            t.step("rollout", || {
+                format!("{} was aborted: stable version", candidate.version_text)
+            });
+            release
+        }
+        RolloutState::Paused if runs_it() => {
+            t.step("rollout", || {
+                format!(
+                    "{} is paused; the device already runs it and stays on it",
+                    candidate.version_text
+                )
+            });
+            candidate
+        }
+        RolloutState::Paused => {
+            t.step("rollout", || {
+                format!(
+                    "{} is paused at {}: no new device enters",
+                    candidate.version_text,
+                    share()
+                )
+            });
+            release
+        }
+        RolloutState::Active => {
+            let bucket = rollout::bucket(&rollout.id, &req.device_id);
+            let failed =
+                device.is_some_and(|d| d.failed_versions.contains(&candidate.version_text));
+            let inside = bucket.is_some_and(|b| b < rollout.basis_points);
+            t.step("rollout", || {
+                let place = match bucket {
+                    Some(b) => format!("bucket {} (of 10000)", b),
+                    None => "no bucket (malformed device id)".to_owned(),
+                };
+                let verdict = match (inside, failed) {
+                    (true, false) => "in: rollout version",
+                    (true, true) => "in, but it failed on this device: stable version",
+                    (false, _) => "outside: stable version",
+                };
+                format!(
+                    "{} at {} ({} basis points); device {place}: {verdict}",
+                    candidate.version_text,
+                    share(),
+                    rollout.basis_points
+                )
+            });
+            if inside && !failed { candidate } else { release }
+        }
+    };
+    Ok(chosen)
 }
 
 /// The device already runs `version`: exact text as the plugin compares it, or the same semver

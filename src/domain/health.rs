@@ -95,6 +95,22 @@ pub fn wilson_lower_bound(failures: u64, attempts: u64) -> f64 {
     ((centre - margin) / (1.0 + z2 / n)).max(0.0)
 }
 
+/// Wilson score interval's upper bound for `failures` out of `attempts` at 95% confidence: the
+/// failure rate we can rule out (a rollout step advances only while this is below its
+/// threshold). 1.0 without attempts: nothing is ruled out yet.
+pub fn wilson_upper_bound(failures: u64, attempts: u64) -> f64 {
+    if attempts == 0 {
+        return 1.0;
+    }
+    const Z: f64 = 1.959_963_984_540_054;
+    let n = attempts as f64;
+    let p = (failures.min(attempts)) as f64 / n;
+    let z2 = Z * Z;
+    let centre = p + z2 / (2.0 * n);
+    let margin = Z * ((p * (1.0 - p) + z2 / (4.0 * n)) / n).sqrt();
+    ((centre + margin) / (1.0 + z2 / n)).min(1.0)
+}
+
 /// Counts since the last `updraft resume` (the baseline it recorded is subtracted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Health {
@@ -148,6 +164,10 @@ mod tests {
         assert!((wilson_lower_bound(5, 100) - 0.0215).abs() < 0.001);
         assert!(wilson_lower_bound(0, 1000) < 1e-9);
         assert!(wilson_lower_bound(1, 1) < 0.21, "one failure proves little");
+        assert_eq!(wilson_upper_bound(0, 0), 1.0);
+        assert!((wilson_upper_bound(0, 100) - 0.037).abs() < 0.001);
+        assert!((wilson_upper_bound(5, 100) - 0.1118).abs() < 0.001);
+        assert!(wilson_upper_bound(5, 100) > wilson_lower_bound(5, 100));
     }
 
     #[test]

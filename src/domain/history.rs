@@ -33,6 +33,12 @@ pub enum HistoryAction {
     AutoPause,
     Resume,
     DefaultChannel,
+    RolloutStart,
+    RolloutStep,
+    RolloutPause,
+    RolloutResume,
+    RolloutAbort,
+    RolloutComplete,
 }
 
 impl HistoryAction {
@@ -46,6 +52,12 @@ impl HistoryAction {
             Self::AutoPause => "auto-pause",
             Self::Resume => "resume",
             Self::DefaultChannel => "default-channel",
+            Self::RolloutStart => "rollout-start",
+            Self::RolloutStep => "rollout-step",
+            Self::RolloutPause => "rollout-pause",
+            Self::RolloutResume => "rollout-resume",
+            Self::RolloutAbort => "rollout-abort",
+            Self::RolloutComplete => "rollout-complete",
         }
     }
 
@@ -59,6 +71,12 @@ impl HistoryAction {
             Self::AutoPause,
             Self::Resume,
             Self::DefaultChannel,
+            Self::RolloutStart,
+            Self::RolloutStep,
+            Self::RolloutPause,
+            Self::RolloutResume,
+            Self::RolloutAbort,
+            Self::RolloutComplete,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)
@@ -66,7 +84,10 @@ impl HistoryAction {
 
     /// True for actions that may change the served version (what rollback walks back over).
     pub fn moves_version(self) -> bool {
-        matches!(self, Self::Release | Self::Rollback | Self::Promote)
+        matches!(
+            self,
+            Self::Release | Self::Rollback | Self::Promote | Self::RolloutComplete
+        )
     }
 }
 

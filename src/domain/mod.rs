@@ -1,6 +1,7 @@
 //! The core, without I/O: what the plugin sends and gets (`protocol`), what a device gets
 //! (`decide`), the item contract (`item`, `release`), release health (`health`), device events
-//! (`stats`), device state (`device`), version rules (`version`), channel policy (`policy`)
+//! (`stats`), device state (`device`), version rules (`version`), channel policy (`policy`), staged rollouts
+//! (`rollout`), the decision's trace (`trace`)
 //! and the change history (`history`). Nothing here imports an
 //! adapter (store, bundles, api, cli, lambda).
 
@@ -14,5 +15,7 @@ pub mod manifest;
 pub mod policy;
 pub mod protocol;
 pub mod release;
+pub mod rollout;
+pub mod trace;
 pub mod stats;
 pub mod version;

@@ -137,6 +137,8 @@ pub struct Release {
     pub baseline: Health,
     /// The item as stored, for settings read outside the hot path (auto-pause policy).
     pub item: Item,
+    /// A staged rollout of another version on this item (`rollout_*` attributes), if any.
+    pub rollout: Option<Result<crate::domain::rollout::Rollout, ItemError>>,
 }
 
 /// A release item that cannot be served as written. The message names the attribute, so an
@@ -332,7 +334,28 @@ impl Release {
                 failures: get_u64(item, "pause_baseline_failures")?.unwrap_or(0),
             },
             item: item.clone(),
+            rollout: crate::domain::rollout::parse_rollout(item),
         })
+    }
+}
+
+impl Release {
+    /// True when this item serves `version` to some devices: its stable version, or the
+    /// version of its rollout.
+    pub fn serves(&self, version: &str) -> bool {
+        self.version_text == version
+            || matches!(&self.rollout, Some(Ok(r)) if r.version() == version)
+    }
+
+    /// The release (stable, or the rollout's) that serves `version`, with its evidence epoch.
+    pub fn serving(&self, version: &str) -> Option<(&Release, u64)> {
+        if self.version_text == version {
+            return Some((self, self.resumed_at.unwrap_or(0)));
+        }
+        match &self.rollout {
+            Some(Ok(r)) if r.version() == version => Some((&r.release, r.epoch())),
+            _ => None,
+        }
     }
 }
 

@@ -500,10 +500,10 @@ pub fn channel_of(snap: &AppSnapshot, e: &StatsEvent<'_>) -> String {
         snap.channels.get(channel).is_some_and(|c| match platform {
             Some(p) => c
                 .for_platform(p)
-                .is_some_and(|r| r.as_ref().is_ok_and(|r| r.version_text == version)),
+                .is_some_and(|r| r.as_ref().is_ok_and(|r| r.serves(version))),
             None => c
                 .targets()
-                .any(|(_, r)| r.as_ref().is_ok_and(|r| r.version_text == version)),
+                .any(|(_, r)| r.as_ref().is_ok_and(|r| r.serves(version))),
         })
     };
     if let Some(c) = e.default_channel.as_deref().filter(|c| serves(c)) {
@@ -527,16 +527,17 @@ pub fn channel_of(snap: &AppSnapshot, e: &StatsEvent<'_>) -> String {
 fn is_served(snap: &AppSnapshot, version: &str) -> bool {
     snap.channels.values().any(|c| {
         c.targets()
-            .any(|(_, r)| r.as_ref().is_ok_and(|r| r.version_text == version))
+            .any(|(_, r)| r.as_ref().is_ok_and(|r| r.serves(version)))
     })
 }
 
-/// The release item that serves `version` to this event's device on `channel`, if any.
+/// The release item that serves `version` to this event's device on `channel`, if any: its
+/// sort key, the release (the item's stable one or its rollout's) and its evidence epoch.
 fn serving_item<'s>(
     snap: &'s AppSnapshot,
     channel: &str,
     e: &StatsEvent<'_>,
-) -> Option<(String, &'s Release)> {
+) -> Option<(String, &'s Release, u64)> {
     let c = snap.channels.get(channel)?;
     let platform = Platform::parse(&e.platform)?;
     let target = match &c.for_platform(platform) {
@@ -547,7 +548,8 @@ fn serving_item<'s>(
         None => return None,
     };
     let release = c.for_platform(platform)?.as_ref().ok()?;
-    (release.version_text == e.version()).then(|| (release_sk(channel, target), release))
+    let (release, epoch) = release.serving(e.version())?;
+    Some((release_sk(channel, target), release, epoch))
 }
 
 /// Folds the events of a request into what it may write: counters of the app's known
@@ -606,13 +608,13 @@ pub fn fold_batch(
                 ));
             }
             if (failure || e.action == INSTALL_ACTION)
-                && let Some((sk, release)) = serving_item(snap, &key.channel, e)
+                && let Some((sk, release, epoch)) = serving_item(snap, &key.channel, e)
             {
                 let key = EvidenceKey {
                     app_id: app_id.to_owned(),
                     sk,
                     version: version.to_owned(),
-                    epoch: release.resumed_at.unwrap_or(0),
+                    epoch,
                 };
                 let kinds: &[EvidenceKind] = if failure {
                     &[EvidenceKind::Attempt, EvidenceKind::Failure]

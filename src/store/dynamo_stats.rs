@@ -524,6 +524,35 @@ impl StatsSink for DynamoStats {
         Ok(out.into_iter().collect())
     }
 
+    /// One strongly consistent GetItem of the release's tally.
+    async fn evidence(&self, key: &EvidenceKey) -> Result<Evidence, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.devices_table)
+            .key(
+                PARTITION_KEY,
+                AttributeValue::S(evidence_partition(&key.app_id, None)),
+            )
+            .key(DEVICE_KEY, AttributeValue::S(format!("t#{}", key.id())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", e))?;
+        let get = |name: &str| {
+            out.item()
+                .and_then(|a| a.get(name))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(Evidence {
+            attempts: get("attempts"),
+            failures: get("failures"),
+            failing_networks: get("failing_networks"),
+        })
+    }
+
     async fn counts(&self, key: &CounterKey) -> Result<ActionCounts, StoreError> {
         let keys = (0..COUNTER_SHARDS)
             .map(|shard| {

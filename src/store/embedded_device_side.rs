@@ -301,6 +301,27 @@ impl StatsSink for EmbeddedStore {
         .await
     }
 
+    async fn evidence(&self, key: &EvidenceKey) -> Result<Evidence, StoreError> {
+        let (app, id) = (key.app_id.clone(), key.id());
+        self.with_read(move |conn| {
+            conn.query_row(
+                "SELECT attempts, failures, failing_networks FROM evidence WHERE app_id = ?1 AND release = ?2",
+                params![app, id],
+                |r| {
+                    Ok(Evidence {
+                        attempts: r.get::<_, i64>(0)?.max(0) as u64,
+                        failures: r.get::<_, i64>(1)?.max(0) as u64,
+                        failing_networks: r.get::<_, i64>(2)?.max(0) as u64,
+                    })
+                },
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+            .map_err(unavailable)
+        })
+        .await
+    }
+
     async fn counts(&self, key: &CounterKey) -> Result<ActionCounts, StoreError> {
         let key = key.clone();
         self.with_read(move |conn| {

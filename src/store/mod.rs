@@ -121,6 +121,9 @@ pub trait StatsSink: Send + Sync {
         &self,
         marks: &[EvidenceMark],
     ) -> Result<Vec<(EvidenceKey, Evidence)>, StoreError>;
+    /// The evidence recorded so far for one release (zero when none): what a rollout's health
+    /// gate reads.
+    async fn evidence(&self, key: &EvidenceKey) -> Result<Evidence, StoreError>;
     /// The action counts of one release.
     async fn counts(&self, key: &CounterKey) -> Result<ActionCounts, StoreError>;
     /// The action counts of every release of an app.
