@@ -1,11 +1,18 @@
 //! The Lambda entrypoint: the same router as `updraft serve`, behind API Gateway (HTTP API,
-//! payload v2) or a Function URL, on DynamoDB and S3.
+//! payload v2) or a Function URL, on DynamoDB and S3. The same function also takes the
+//! EventBridge schedule of template.yaml: a scheduled event runs one pass of the rollouts'
+//! health gate. Only Lambda's Invoke delivers such an event; an HTTP request always arrives
+//! wrapped in its `requestContext`, so no client can make one.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use lambda_http::LambdaEvent;
+use lambda_http::request::LambdaRequest;
+use tower::ServiceExt;
+
 use crate::api::router;
-use crate::backend::{Backend, ServeSettings, seconds_from_env};
+use crate::backend::{Backend, OperatorStores, ServeSettings, seconds_from_env};
 
 /// Default `UPDRAFT_CACHE_TTL` on Lambda: a warm instance re-reads an app's releases at most
 /// every 10 s, so a new release reaches every device within that, at one read per instance.
@@ -36,7 +43,46 @@ pub async fn run() -> Result<(), lambda_http::Error> {
         .map_request(strip_stage)
         .map_request(source_ip)
         .service(router(state));
-    lambda_http::run(app).await
+    let http = lambda_http::Adapter::from(app);
+    let stores: Arc<tokio::sync::OnceCell<OperatorStores>> = Arc::default();
+    lambda_http::lambda_runtime::run(lambda_http::service_fn(
+        move |event: LambdaEvent<serde_json::Value>| {
+            let (http, stores, backend) = (http.clone(), stores.clone(), backend.clone());
+            async move {
+                if is_scheduled(&event.payload) {
+                    return rollout_pass(&backend, &stores).await;
+                }
+                let payload: LambdaRequest = serde_json::from_value(event.payload)?;
+                let answer = http
+                    .oneshot(LambdaEvent::new(payload, event.context))
+                    .await
+                    .map_err(|e| match e {})?;
+                Ok(serde_json::to_value(answer)?)
+            }
+        },
+    ))
+    .await
+}
+
+/// An EventBridge scheduled event (`"source": "aws.events"`, `"detail-type": "Scheduled
+/// Event"`), as the schedule of template.yaml sends it.
+pub fn is_scheduled(payload: &serde_json::Value) -> bool {
+    payload.get("source").and_then(|v| v.as_str()) == Some("aws.events")
+        && payload.get("detail-type").and_then(|v| v.as_str()) == Some("Scheduled Event")
+}
+
+/// One pass of the rollouts' gate, on stores opened at the first scheduled event.
+async fn rollout_pass(
+    backend: &Backend,
+    stores: &tokio::sync::OnceCell<OperatorStores>,
+) -> Result<serde_json::Value, lambda_http::Error> {
+    let stores = stores
+        .get_or_try_init(|| backend.operator_stores(false, true))
+        .await?;
+    let rows = crate::rollouts::tick(stores, None, crate::rollouts::now_unix()).await?;
+    let changed = rows.iter().filter(|r| r.action != "hold").count();
+    tracing::info!(rollouts = rows.len(), changed, "scheduled rollout pass");
+    Ok(serde_json::json!({ "rollouts": rows }))
 }
 
 /// The address API Gateway saw the request come from (`requestContext.http.sourceIp`), for

@@ -199,7 +199,7 @@ pub async fn tick(
                 let result = change_rollout(stores, &app, channel, target, AUTOMATIC, |now| {
                     // Only if nobody changed the rollout since it was judged.
                     Ok((now.id == id && now.basis_points == share && now.state == state)
-                        .then(|| (change, why)))
+                        .then_some((change, why)))
                 })
                 .await;
                 match result {

@@ -306,6 +306,7 @@ async fn publish_then_serve_end_to_end() {
         code_check: false,
         expect_revision: None,
         delta: None,
+        rollout: None,
     };
     let published = publish(&store, &store, &bundles, spec.clone(), "tester")
         .await

@@ -8,6 +8,7 @@ pub mod operator;
 pub mod output;
 pub mod publish;
 pub mod releases;
+pub mod rollout;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +67,165 @@ pub enum Command {
     /// Per-device channel overrides and state.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Staged rollouts: status, share, pause/resume/abort/complete, and the gate's pass.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Why a device gets (or does not get) an update: the decision from the live store, with
+    /// every rule it passed or stopped at.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// The rollout of a channel: versions, share, state, gate and its evidence.
+    Status(ReleaseRef),
+    /// Set the share by hand (0.01 % steps); devices already in stay in when it grows.
+    Set(RolloutSetArgs),
+    /// No new device enters; devices on the rollout version stay on it.
+    Pause(ReleaseRef),
+    /// Let devices enter again (the gate's evidence starts afresh).
+    Resume(ReleaseRef),
+    /// Everyone is offered the stable version again.
+    Abort(ReleaseRef),
+    /// The rollout version becomes the channel's stable version.
+    Complete(ReleaseRef),
+    /// One pass of the health gate over every rollout (for cron; `serve` runs it on a timer).
+    Tick(TickArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutSetArgs {
+    #[command(flatten)]
+    pub release: ReleaseRef,
+    /// The share of devices on the rollout version, in percent (e.g. 5 or 0.25).
+    #[arg(long)]
+    pub percent: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct TickArgs {
+    #[command(flatten)]
+    pub op: OpArgs,
+    /// Only this app's rollouts (default: every app).
+    #[arg(long)]
+    pub app: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// The device id (`getDeviceId()` in the app).
+    #[arg(long)]
+    pub device: String,
+    #[arg(long, value_enum)]
+    pub platform: DevicePlatformArg,
+    /// The bundle the device runs (`builtin` for the store build's assets).
+    #[arg(long, default_value = "builtin")]
+    pub version_name: String,
+    /// The native app's version (the store build).
+    #[arg(long)]
+    pub version_build: String,
+    /// The channel the device asks for (`defaultChannel`).
+    #[arg(long)]
+    pub channel: Option<String>,
+    #[arg(long)]
+    pub plugin_version: Option<String>,
+    /// The device is an emulator.
+    #[arg(long)]
+    pub emulator: bool,
+    /// The app is a development build.
+    #[arg(long)]
+    pub dev: bool,
+    /// The app's key_id (first 20 characters of its public key), for encrypted bundles.
+    #[arg(long)]
+    pub key_id: Option<String>,
+}
+
+/// `--rollout` and its gate, on `updraft release`.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// Start a staged rollout: serve this version to PERCENT of devices (0.01 steps), the
+    /// channel's current version to the rest.
+    #[arg(long, value_name = "PERCENT")]
+    pub rollout: Option<f64>,
+    /// Shares the rollout advances through while healthy, e.g. 1,5,25,100 (default: none,
+    /// the share changes only by hand).
+    #[arg(long, requires = "rollout")]
+    pub steps: Option<String>,
+    /// Time between steps: 90, 90s, 30m, 1h, 1d (default 1h).
+    #[arg(long, requires = "rollout")]
+    pub step_every: Option<String>,
+    /// Failure rate (0-1) the rollout version must stay below (default 0.05).
+    #[arg(long, requires = "rollout")]
+    pub max_failure_rate: Option<f64>,
+    /// Devices that must have tried the rollout version before a step advances (default 100).
+    #[arg(long, requires = "rollout")]
+    pub min_devices: Option<u64>,
+    /// What a failing rollout does to itself (default pause).
+    #[arg(long, value_enum, requires = "rollout")]
+    pub on_failure: Option<OnFailureArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnFailureArg {
+    Pause,
+    Abort,
+}
+
+/// `90`, `90s`, `30m`, `1h`, `1d` as seconds.
+pub fn parse_duration(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("{s:?} is not a duration such as 90s, 30m, 1h or 1d"))?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => anyhow::bail!("{s:?} is not a duration such as 90s, 30m, 1h or 1d"),
+    };
+    Ok(n * unit)
+}
+
+impl RolloutArgs {
+    fn spec(&self) -> anyhow::Result<Option<crate::cli::publish::RolloutSpec>> {
+        use crate::domain::rollout::{self as ro, Gate, OnFailure};
+        let Some(percent) = self.rollout else {
+            return Ok(None);
+        };
+        let basis_points = ro::parse_percent(percent).map_err(|e| anyhow::anyhow!("--rollout {e}"))?;
+        let steps = match &self.steps {
+            None => Vec::new(),
+            Some(s) => ro::parse_steps(s).map_err(|e| anyhow::anyhow!("--steps: {e}"))?,
+        };
+        let max_failure_rate = self.max_failure_rate.unwrap_or(ro::DEFAULT_MAX_FAILURE_RATE);
+        anyhow::ensure!(
+            max_failure_rate > 0.0 && max_failure_rate < 1.0,
+            "--max-failure-rate is a fraction between 0 and 1 (e.g. 0.05)"
+        );
+        Ok(Some(crate::cli::publish::RolloutSpec {
+            basis_points,
+            gate: Gate {
+                steps,
+                step_every_secs: match &self.step_every {
+                    Some(s) => parse_duration(s)?,
+                    None => ro::DEFAULT_STEP_EVERY_SECS,
+                },
+                max_failure_rate,
+                min_devices: self.min_devices.unwrap_or(ro::DEFAULT_MIN_DEVICES),
+                on_failure: match self.on_failure {
+                    Some(OnFailureArg::Abort) => OnFailure::Abort,
+                    _ => OnFailure::Pause,
+                },
+            },
+        }))
+    }
 }
 
 /// What every operator command takes: where the store is, and how to print.
@@ -318,6 +478,10 @@ pub struct ServeArgs {
     /// X-Forwarded-For entry: only behind a proxy that sets it, or anyone can claim any address.
     #[arg(long, env = "UPDRAFT_TRUST_PROXY")]
     pub trust_proxy: bool,
+    /// Seconds between passes of the rollouts' health gate (0 = never; run
+    /// `updraft rollout tick` from cron instead).
+    #[arg(long, env = "UPDRAFT_ROLLOUT_INTERVAL", default_value_t = 60)]
+    pub rollout_interval: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -337,7 +501,7 @@ pub enum DevicePlatformArg {
 }
 
 impl DevicePlatformArg {
-    fn platform(self) -> Platform {
+    pub(crate) fn platform(self) -> Platform {
         match self {
             Self::Android => Platform::Android,
             Self::Ios => Platform::Ios,
@@ -500,6 +664,8 @@ pub struct ReleaseArgs {
     /// attribute, else true. Encrypted zips are always zip-only.
     #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
     pub delta: Option<bool>,
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
 }
 
 impl ReleaseArgs {
@@ -531,11 +697,12 @@ impl ReleaseArgs {
             code_check: !self.no_code_check,
             expect_revision: self.expect_revision,
             delta: self.delta,
+            rollout: self.rollout.spec()?,
         })
     }
 }
 
-fn target_of(p: PlatformArg) -> Target {
+pub(crate) fn target_of(p: PlatformArg) -> Target {
     match p {
         PlatformArg::All => Target::All,
         PlatformArg::Android => Target::Platform(Platform::Android),
@@ -580,6 +747,16 @@ impl Command {
                 (&a.app.op, "device_unset_channel", false)
             }
             Command::Device(DeviceCommand::Show(a)) => (&a.app.op, "device_show", false),
+            Command::Rollout(c) => match c {
+                RolloutCommand::Status(a) => (&a.app.op, "rollout_status", false),
+                RolloutCommand::Set(a) => (&a.release.app.op, "rollout_set", false),
+                RolloutCommand::Pause(a) => (&a.app.op, "rollout_pause", false),
+                RolloutCommand::Resume(a) => (&a.app.op, "rollout_resume", false),
+                RolloutCommand::Abort(a) => (&a.app.op, "rollout_abort", false),
+                RolloutCommand::Complete(a) => (&a.app.op, "rollout_complete", false),
+                RolloutCommand::Tick(a) => (&a.op, "rollout_tick", false),
+            },
+            Command::Explain(a) => (&a.app.op, "explain", false),
         }
     }
 }
@@ -688,6 +865,8 @@ async fn execute(command: &Command, stores: &OperatorStores) -> anyhow::Result<R
             };
             device(stores, &d.app.app, &d.device, action).await
         }
+        Command::Rollout(c) => crate::cli::rollout::run(c, stores).await,
+        Command::Explain(a) => crate::cli::rollout::explain(a, stores).await,
     }
 }
 
@@ -757,9 +936,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         read_timeout: Duration::from_secs(args.read_timeout),
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
     };
+    if args.rollout_interval > 0 {
+        let stores = args.store.backend()?.operator_stores(false, true).await?;
+        tokio::spawn(rollout_timer(
+            stores,
+            Duration::from_secs(args.rollout_interval),
+        ));
+    }
     let app = crate::api::source::with_source(router(state), args.trust_proxy);
     crate::api::listener::serve(listener, app, limits, shutdown_signal()).await?;
     Ok(())
+}
+
+/// The rollouts' health gate on a timer, for `serve` (the same pass as `updraft rollout
+/// tick` and the scheduled event on Lambda). A failed pass is logged and tried again later.
+async fn rollout_timer(stores: OperatorStores, every: Duration) {
+    let mut timer = tokio::time::interval(every);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        timer.tick().await;
+        match crate::rollouts::tick(&stores, None, crate::rollouts::now_unix()).await {
+            Ok(rows) => {
+                let changed = rows.iter().filter(|r| r.action != "hold").count();
+                tracing::debug!(rollouts = rows.len(), changed, "rollout pass");
+            }
+            Err(e) => tracing::warn!(error = %e, "rollout pass failed; trying again later"),
+        }
+    }
 }
 
 fn print_config(origin: &str, backend: &str, local: SocketAddr) {

@@ -61,6 +61,15 @@ pub struct ReleaseSpec {
     pub expect_revision: Option<u64>,
     /// Delta (manifest) updates for this release; `None` takes the app's `delta` (default on).
     pub delta: Option<bool>,
+    /// Start a staged rollout of this version next to what the channel serves (`--rollout`).
+    pub rollout: Option<RolloutSpec>,
+}
+
+/// A staged rollout to start: its share and its gate.
+#[derive(Debug, Clone)]
+pub struct RolloutSpec {
+    pub basis_points: u32,
+    pub gate: crate::domain::rollout::Gate,
 }
 
 /// What was released, as `--json` prints it.
@@ -94,6 +103,9 @@ pub struct Published {
     pub files: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files_uploaded: Option<u64>,
+    /// The rollout this release started (`--rollout`), as history describes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +203,7 @@ pub async fn publish(
         manifest: None,
         files: None,
         files_uploaded: None,
+        rollout: None,
     };
 
     match (&version, &spec.source) {
@@ -292,6 +305,9 @@ pub async fn publish(
             // Never write an item the server could not serve.
             Release::from_item(&release)
                 .map_err(|e| anyhow::anyhow!("the release would be invalid: {e}"))?;
+            if let Some(ro) = &spec.rollout {
+                return start_rollout(current, &release, ro, &spec, who).map(Some);
+            }
             let e = entry(
                 HistoryAction::Release,
                 &spec.channel,
@@ -313,6 +329,9 @@ pub async fn publish(
     published.previous_version = changed.entry.from_version.clone();
     published.revision = revision_of(&changed.item);
     published.kept_policy = kept;
+    if changed.entry.action == HistoryAction::RolloutStart {
+        published.rollout = changed.entry.detail.clone();
+    }
     Ok(published)
 }
 
@@ -398,6 +417,60 @@ fn manifest_of(item: &Item) -> (Option<String>, Option<u64>) {
         _ => None,
     };
     (m, n)
+}
+
+/// The release item with a rollout of `release` next to the stable version `current` serves.
+fn start_rollout(
+    current: Option<&Item>,
+    release: &Item,
+    ro: &RolloutSpec,
+    spec: &ReleaseSpec,
+    who: &str,
+) -> anyhow::Result<(Item, crate::domain::history::HistoryEntry)> {
+    use crate::domain::rollout::{percent_text, start, steps_text};
+    let what = format!("{}/{} of {}", spec.channel, spec.target.as_str(), spec.app_id);
+    let Some(current) = current else {
+        anyhow::bail!(
+            "{what} serves nothing yet, so there is no stable version to roll out from; release without --rollout first"
+        );
+    };
+    let stable = Release::from_item(current)
+        .map_err(|e| anyhow::anyhow!("{what} is invalid, fix it before a rollout: {e}"))?;
+    if stable.version_text == spec.version {
+        anyhow::bail!("{what} already serves {} to everyone", spec.version);
+    }
+    let id = format!("{:016x}", rand::random::<u64>());
+    let next = start(current, release, &id, ro.basis_points, &ro.gate, now_unix());
+    match Release::from_item(&next).map(|r| r.rollout) {
+        Ok(Some(Ok(_))) => {}
+        Ok(Some(Err(e))) | Err(e) => anyhow::bail!("the rollout would be invalid: {e}"),
+        Ok(None) => anyhow::bail!("the rollout would be invalid"),
+    }
+    let g = &ro.gate;
+    let plan = if g.steps.is_empty() {
+        "share changed by hand".to_owned()
+    } else {
+        format!("steps {} every {} s", steps_text(&g.steps), g.step_every_secs)
+    };
+    let detail = format!(
+        "rollout {id} of {} at {} ({plan}; max failure rate {}, min devices {}, on failure {})",
+        spec.version,
+        percent_text(ro.basis_points),
+        g.max_failure_rate,
+        g.min_devices,
+        g.on_failure.as_str()
+    );
+    let mut e = entry(
+        HistoryAction::RolloutStart,
+        &spec.channel,
+        spec.target.as_str(),
+        Some(current),
+        Some(release),
+        who,
+        Some(detail),
+    );
+    e.from_version = Some(stable.version_text);
+    Ok((next, e))
 }
 
 /// Uploads the object (content-addressed) and records the bundle item, refusing a version that

@@ -181,7 +181,7 @@ pub fn bucket(rollout_id: &str, device_id: &str) -> Option<u32> {
 
 /// A share as people write it: 5, 0.25, 100 (percent, 0.01 steps).
 pub fn percent_text(bp: u32) -> String {
-    if bp % 100 == 0 {
+    if bp.is_multiple_of(100) {
         format!("{}%", bp / 100)
     } else {
         let s = format!("{:.2}", f64::from(bp) / 100.0);
@@ -380,7 +380,7 @@ pub fn start(current: &Item, next: &Item, id: &str, basis_points: u32, gate: &Ga
 
 /// A share as the number `rollout_percent` holds.
 pub fn percent_number(bp: u32) -> AttrValue {
-    if bp % 100 == 0 {
+    if bp.is_multiple_of(100) {
         AttrValue::N((bp / 100).into())
     } else {
         AttrValue::N(serde_json::Number::from_f64(f64::from(bp) / 100.0).unwrap_or(0.into()))
