@@ -59,6 +59,7 @@ pub async fn change_rollout(
     channel: &str,
     target: Target,
     who: &str,
+    now: u64,
     decide: impl FnOnce(&Rollout) -> anyhow::Result<Option<(Change, String)>>,
 ) -> anyhow::Result<Option<Changed>> {
     let sk = release_sk(channel, target);
@@ -72,7 +73,6 @@ pub async fn change_rollout(
     let Some((change, detail)) = decide(&rollout)? else {
         return Ok(None);
     };
-    let now = now_unix();
     let expected = Expected::of(Some(&current));
     let mut next = rollout::apply(&current, &change, now);
     Release::from_item(&next).map_err(|e| anyhow::anyhow!("the release item would be invalid: {e}"))?;
@@ -196,9 +196,9 @@ pub async fn tick(
                 row.why = why.clone();
                 let id = r.id.clone();
                 let (share, state) = (r.basis_points, r.state);
-                let result = change_rollout(stores, &app, channel, target, AUTOMATIC, |now| {
+                let result = change_rollout(stores, &app, channel, target, AUTOMATIC, now, |cur| {
                     // Only if nobody changed the rollout since it was judged.
-                    Ok((now.id == id && now.basis_points == share && now.state == state)
+                    Ok((cur.id == id && cur.basis_points == share && cur.state == state)
                         .then_some((change, why)))
                 })
                 .await;

@@ -130,7 +130,7 @@ async fn change(
     let snap = require_app(stores, app_id).await?;
     require_channel(&snap, app_id, &r.channel)?;
     let who = stores.identity.who().await?;
-    let changed = change_rollout(stores, app_id, &r.channel, target, &who, decide).await?;
+    let changed = change_rollout(stores, app_id, &r.channel, target, &who, now_unix(), decide).await?;
     let place = format!("{app_id} {}/{}", r.channel, target.as_str());
     let text = match &changed {
         Some(c) => format!(
