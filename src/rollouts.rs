@@ -32,11 +32,12 @@ pub fn action_of(change: &Change) -> HistoryAction {
 
 /// The rollout of a release item, or the one-sentence reason there is none to change.
 pub fn rollout_of(item: &Item, what: &str) -> anyhow::Result<(Release, Rollout)> {
-    let release = Release::from_item(item).map_err(|e| anyhow::anyhow!("{what} is invalid: {e}"))?;
+    let release =
+        Release::from_item(item).map_err(|e| anyhow::anyhow!("{what} is invalid: {e}"))?;
     let rollout = match &release.rollout {
-        None => bail!(
-            "{what} has no rollout; start one with `updraft release … --rollout PERCENT`"
-        ),
+        None => {
+            bail!("{what} has no rollout; start one with `updraft release … --rollout PERCENT`")
+        }
         Some(Err(e)) => bail!("the rollout of {what} is invalid: {e}"),
         Some(Ok(r)) => r.clone(),
     };
@@ -65,9 +66,7 @@ pub async fn change_rollout(
     let sk = release_sk(channel, target);
     let what = format!("{channel}/{} of {app_id}", target.as_str());
     let current = stores.items.get_item(app_id, &sk).await?.with_context(|| {
-        format!(
-            "{what} serves nothing (see `updraft channel list --app {app_id}`)"
-        )
+        format!("{what} serves nothing (see `updraft channel list --app {app_id}`)")
     })?;
     let (release, rollout) = rollout_of(&current, &what)?;
     let Some((change, detail)) = decide(&rollout)? else {
@@ -75,7 +74,8 @@ pub async fn change_rollout(
     };
     let expected = Expected::of(Some(&current));
     let mut next = rollout::apply(&current, &change, now);
-    Release::from_item(&next).map_err(|e| anyhow::anyhow!("the release item would be invalid: {e}"))?;
+    Release::from_item(&next)
+        .map_err(|e| anyhow::anyhow!("the release item would be invalid: {e}"))?;
     next.insert(REVISION_ATTR.into(), AttrValue::N(expected.next().into()));
     let entry = HistoryEntry {
         at_micros: now_micros(),
@@ -158,8 +158,7 @@ pub async fn tick(
                     Evidence::default()
                 };
                 let min_networks =
-                    AutoPausePolicy::from_items(&r.release.item, Some(&snap.app_item))
-                        .min_networks;
+                    AutoPausePolicy::from_items(&r.release.item, Some(&snap.app_item)).min_networks;
                 let verdict = rollout::judge(r, evidence, min_networks, now);
                 let mut row = TickRow {
                     app_id: app.clone(),
@@ -198,8 +197,10 @@ pub async fn tick(
                 let (share, state) = (r.basis_points, r.state);
                 let result = change_rollout(stores, &app, channel, target, AUTOMATIC, now, |cur| {
                     // Only if nobody changed the rollout since it was judged.
-                    Ok((cur.id == id && cur.basis_points == share && cur.state == state)
-                        .then_some((change, why)))
+                    Ok(
+                        (cur.id == id && cur.basis_points == share && cur.state == state)
+                            .then_some((change, why)),
+                    )
                 })
                 .await;
                 match result {
@@ -207,7 +208,10 @@ pub async fn tick(
                         tracing::warn!(app_id = %app, channel = %channel, platform = target.as_str(), action = %row.action, why = %row.why, "rollout changed by its gate");
                     }
                     Ok(None) => row.action = "conflict".into(),
-                    Err(e) if e.downcast_ref::<StoreError>().is_some_and(|s| matches!(s, StoreError::Conflict(_))) => {
+                    Err(e)
+                        if e.downcast_ref::<StoreError>()
+                            .is_some_and(|s| matches!(s, StoreError::Conflict(_))) =>
+                    {
                         row.action = "conflict".into()
                     }
                     Err(e) => return Err(e),

@@ -37,16 +37,24 @@ fn app(data: &Path) -> axum::Router {
     )))
 }
 
-async fn post(app: &axum::Router, path: &str, body: &serde_json::Value, ip: &str) -> serde_json::Value {
+async fn post(
+    app: &axum::Router,
+    path: &str,
+    body: &serde_json::Value,
+    ip: &str,
+) -> serde_json::Value {
     let mut req = axum::http::Request::post(path)
         .header("content-type", "application/json")
         .header("host", "updraft.test")
         .body(Body::from(body.to_string()))
         .unwrap();
-    req.extensions_mut().insert(SourceIp(ip.parse::<IpAddr>().unwrap()));
+    req.extensions_mut()
+        .insert(SourceIp(ip.parse::<IpAddr>().unwrap()));
     let res = app.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), 200);
-    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
@@ -92,7 +100,11 @@ async fn cohort(data: &Path, running: &str, version: &str) -> BTreeSet<u32> {
     let http = app(data);
     for i in 0..THROUGH_HTTP {
         let offered = check(&http, &device(i), running).await;
-        assert_eq!(offered.as_deref() == Some(version), inside.contains(&i), "device {i}");
+        assert_eq!(
+            offered.as_deref() == Some(version),
+            inside.contains(&i),
+            "device {i}"
+        );
     }
     inside
 }
@@ -129,7 +141,10 @@ async fn cohorts_are_sticky_sized_and_independent() {
     let quarter = cohort(&data, "1.0.1", "1.0.2").await;
     let share = quarter.len() as f64 / f64::from(N);
     assert!((0.24..=0.26).contains(&share), "25 % rollout got {share}");
-    assert!(five.is_subset(&quarter), "raising the share keeps every device in");
+    assert!(
+        five.is_subset(&quarter),
+        "raising the share keeps every device in"
+    );
 
     // A second rollout (its own id) picks its own cohort: the overlap is what independence
     // predicts, within 10 % relative.
@@ -171,7 +186,14 @@ async fn pause_abort_and_complete_as_the_plugin_sees_them() {
     released(&data, &web, "1.0.1", &[]);
     released(&data, &web, "1.0.2", &["--rollout", "50"]);
     let server = Server::start(
-        &["--data", data.to_str().unwrap(), "--cache-ttl", "0", "--rollout-interval", "0"],
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--cache-ttl",
+            "0",
+            "--rollout-interval",
+            "0",
+        ],
         &[],
     );
     let mut inside = None;
@@ -184,26 +206,51 @@ async fn pause_abort_and_complete_as_the_plugin_sees_them() {
         }
     }
     let (inside, outside) = (device(inside.unwrap()), device(outside.unwrap()));
-    assert_eq!(served(&server, &inside, "1.0.2").await, None, "up to date on the rollout version");
+    assert_eq!(
+        served(&server, &inside, "1.0.2").await,
+        None,
+        "up to date on the rollout version"
+    );
 
     let paused = cli(&data, &["rollout", "pause"]);
     assert_eq!(paused["changed"], true);
-    assert_eq!(served(&server, &inside, "1.0.1").await, None, "no new device enters");
-    assert_eq!(served(&server, &inside, "1.0.2").await, None, "on it: stays, never downgraded");
+    assert_eq!(
+        served(&server, &inside, "1.0.1").await,
+        None,
+        "no new device enters"
+    );
+    assert_eq!(
+        served(&server, &inside, "1.0.2").await,
+        None,
+        "on it: stays, never downgraded"
+    );
     assert_eq!(served(&server, &outside, "1.0.1").await, None);
 
     cli(&data, &["rollout", "resume"]);
-    assert_eq!(served(&server, &inside, "1.0.1").await.as_deref(), Some("1.0.2"));
+    assert_eq!(
+        served(&server, &inside, "1.0.1").await.as_deref(),
+        Some("1.0.2")
+    );
 
     cli(&data, &["rollout", "abort"]);
-    assert_eq!(served(&server, &inside, "1.0.2").await.as_deref(), Some("1.0.1"), "abort: stable again");
+    assert_eq!(
+        served(&server, &inside, "1.0.2").await.as_deref(),
+        Some("1.0.1"),
+        "abort: stable again"
+    );
     assert_eq!(served(&server, &inside, "1.0.1").await, None);
 
     // A new rollout, completed: everyone is offered it, and it is the stable version.
     released(&data, &web, "1.0.3", &["--rollout", "1"]);
     cli(&data, &["rollout", "complete"]);
-    assert_eq!(served(&server, &outside, "1.0.1").await.as_deref(), Some("1.0.3"));
-    assert_eq!(served(&server, &inside, "1.0.2").await.as_deref(), Some("1.0.3"));
+    assert_eq!(
+        served(&server, &outside, "1.0.1").await.as_deref(),
+        Some("1.0.3")
+    );
+    assert_eq!(
+        served(&server, &inside, "1.0.2").await.as_deref(),
+        Some("1.0.3")
+    );
     let list = cli(&data, &["channel", "list"]);
     assert!(list.to_string().contains("1.0.3"), "{list}");
     let out = updraft()
@@ -262,8 +309,16 @@ async fn the_gate_advances_while_healthy_and_completes() {
         &web,
         "1.0.2",
         &[
-            "--rollout", "1", "--steps", "1,5,25,100", "--step-every", "60", "--min-devices",
-            "40", "--max-failure-rate", "0.1",
+            "--rollout",
+            "1",
+            "--steps",
+            "1,5,25,100",
+            "--step-every",
+            "60",
+            "--min-devices",
+            "40",
+            "--max-failure-rate",
+            "0.1",
         ],
     );
     let stores = Backend::Embedded { data: data.clone() }
@@ -274,7 +329,9 @@ async fn the_gate_advances_while_healthy_and_completes() {
     let a = app(&data);
     // 60 devices from 12 networks install it; networks count at most 10 devices each.
     report(&a, "1.0.2", 0..60, "set", |i| format!("10.{}.0.1", i % 12)).await;
-    let rows = updraft::rollouts::tick(&stores, Some(APP_ID), start + 1).await.unwrap();
+    let rows = updraft::rollouts::tick(&stores, Some(APP_ID), start + 1)
+        .await
+        .unwrap();
     assert_eq!(rows[0].action, "hold", "{rows:?}: the step is not due yet");
     let mut shares = vec![];
     for k in 1..=4 {
@@ -293,9 +350,15 @@ async fn the_gate_advances_while_healthy_and_completes() {
             (100.0, "complete".to_owned())
         ]
     );
-    assert_eq!(check(&app(&data), &device(999), "1.0.1").await.as_deref(), Some("1.0.2"));
+    assert_eq!(
+        check(&app(&data), &device(999), "1.0.1").await.as_deref(),
+        Some("1.0.2")
+    );
     let history = cli(&data, &["history"]).to_string();
-    assert!(history.contains("step 1% -> 5%") && history.contains("0 of 60 devices failed"), "{history}");
+    assert!(
+        history.contains("step 1% -> 5%") && history.contains("0 of 60 devices failed"),
+        "{history}"
+    );
     assert!(history.contains("updraft (automatic)"));
 }
 
@@ -308,7 +371,16 @@ async fn the_gate_halts_on_failures_from_many_networks_not_from_one() {
         &data,
         &web,
         "1.0.2",
-        &["--rollout", "50", "--steps", "50,100", "--step-every", "60", "--on-failure", "abort"],
+        &[
+            "--rollout",
+            "50",
+            "--steps",
+            "50,100",
+            "--step-every",
+            "60",
+            "--on-failure",
+            "abort",
+        ],
     );
     let stores = Backend::Embedded { data: data.clone() }
         .operator_stores(false, true)
@@ -318,16 +390,26 @@ async fn the_gate_halts_on_failures_from_many_networks_not_from_one() {
     let a = app(&data);
     // A forger on one network names 500 device ids that all fail: capped, one network.
     report(&a, "1.0.2", 0..500, "update_fail", |_| "203.0.113.9".into()).await;
-    let rows = updraft::rollouts::tick(&stores, Some(APP_ID), now).await.unwrap();
+    let rows = updraft::rollouts::tick(&stores, Some(APP_ID), now)
+        .await
+        .unwrap();
     assert_eq!(rows[0].action, "hold", "{rows:?}");
     assert_eq!((rows[0].devices, rows[0].failing_networks), (10, 1));
 
     // Real failures: 2 devices each on 30 networks.
-    report(&a, "1.0.2", 1000..1060, "update_fail", |i| format!("10.{}.7.1", i % 30)).await;
-    let rows = updraft::rollouts::tick(&stores, Some(APP_ID), now).await.unwrap();
+    report(&a, "1.0.2", 1000..1060, "update_fail", |i| {
+        format!("10.{}.7.1", i % 30)
+    })
+    .await;
+    let rows = updraft::rollouts::tick(&stores, Some(APP_ID), now)
+        .await
+        .unwrap();
     assert_eq!(rows[0].action, "abort", "{rows:?}");
     let a = app(&data);
-    assert_eq!(check(&a, &device(5), "1.0.2").await.as_deref(), Some("1.0.1"));
+    assert_eq!(
+        check(&a, &device(5), "1.0.2").await.as_deref(),
+        Some("1.0.1")
+    );
     let history = cli(&data, &["history"]);
     let last = &history[0];
     assert_eq!(last["action"], "rollout-abort", "{history}");
@@ -349,8 +431,15 @@ async fn explain_names_the_rule() {
     released(&data, &web, "1.0.2", &["--rollout", "50"]);
     let explain = |device: &str, name: &str, build: &str, extra: &[&str]| {
         let mut args = vec![
-            "explain", "--device", device, "--platform", "android", "--version-name", name,
-            "--version-build", build,
+            "explain",
+            "--device",
+            device,
+            "--platform",
+            "android",
+            "--version-name",
+            name,
+            "--version-build",
+            build,
         ];
         args.extend_from_slice(extra);
         cli(&data, &args)
@@ -370,50 +459,127 @@ async fn explain_names_the_rule() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|s| format!("{}: {}", s["rule"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
+            .map(|s| {
+                format!(
+                    "{}: {}",
+                    s["rule"].as_str().unwrap(),
+                    s["outcome"].as_str().unwrap()
+                )
+            })
             .collect()
     };
 
     let offered = explain(&inside, "1.0.1", "1.0.0", &[]);
-    assert_eq!((offered["decision"].as_str(), offered["version"].as_str()), (Some("offer"), Some("1.0.2")));
-    assert!(rules(&offered).iter().any(|r| r.starts_with("rollout: 1.0.2 at 50%") && r.contains("in: rollout version")), "{offered}");
+    assert_eq!(
+        (offered["decision"].as_str(), offered["version"].as_str()),
+        (Some("offer"), Some("1.0.2"))
+    );
+    assert!(
+        rules(&offered)
+            .iter()
+            .any(|r| r.starts_with("rollout: 1.0.2 at 50%") && r.contains("in: rollout version")),
+        "{offered}"
+    );
 
     let out = explain(&outside, "1.0.1", "1.0.0", &[]);
-    assert_eq!((out["decision"].as_str(), out["error"].as_str()), (Some("up_to_date"), Some("no_new_version_available")));
-    assert!(rules(&out).iter().any(|r| r.contains("outside: stable version")), "{out}");
+    assert_eq!(
+        (out["decision"].as_str(), out["error"].as_str()),
+        (Some("up_to_date"), Some("no_new_version_available"))
+    );
+    assert!(
+        rules(&out)
+            .iter()
+            .any(|r| r.contains("outside: stable version")),
+        "{out}"
+    );
 
     let current = explain(&inside, "1.0.2", "1.0.0", &[]);
     assert_eq!(current["decision"], "up_to_date");
-    assert!(rules(&current).iter().any(|r| r.starts_with("up_to_date: the device runs 1.0.2")));
+    assert!(
+        rules(&current)
+            .iter()
+            .any(|r| r.starts_with("up_to_date: the device runs 1.0.2"))
+    );
 
     let gated = explain(&inside, "builtin", "1.0.0", &["--channel", "beta"]);
-    assert_eq!(gated["decision"], "failed", "{gated}: beta does not allow self-assignment");
+    assert_eq!(
+        gated["decision"], "failed",
+        "{gated}: beta does not allow self-assignment"
+    );
     assert_eq!(gated["error"], "no_channel");
-    cli(&data, &["channel", "set", "--channel", "beta", "--allow-self-assign", "true"]);
+    cli(
+        &data,
+        &[
+            "channel",
+            "set",
+            "--channel",
+            "beta",
+            "--allow-self-assign",
+            "true",
+        ],
+    );
     let gated = explain(&inside, "builtin", "1.0.0", &["--channel", "beta"]);
-    assert_eq!((gated["decision"].as_str(), gated["error"].as_str()), (Some("blocked"), Some("disable_auto_update_to_major")), "{gated}");
-    assert!(rules(&gated).iter().any(|r| r.starts_with("version_gate: blocked")));
+    assert_eq!(
+        (gated["decision"].as_str(), gated["error"].as_str()),
+        (Some("blocked"), Some("disable_auto_update_to_major")),
+        "{gated}"
+    );
+    assert!(
+        rules(&gated)
+            .iter()
+            .any(|r| r.starts_with("version_gate: blocked"))
+    );
 
     cli(&data, &["rollout", "pause"]);
     let paused = explain(&inside, "1.0.1", "1.0.0", &[]);
     assert_eq!(paused["decision"], "up_to_date");
-    assert!(rules(&paused).iter().any(|r| r.contains("is paused at 50%: no new device enters")), "{paused}");
+    assert!(
+        rules(&paused)
+            .iter()
+            .any(|r| r.contains("is paused at 50%: no new device enters")),
+        "{paused}"
+    );
 
     // Text, for people: the rule table.
     let out = updraft()
         .args(["explain", "--data"])
         .arg(&data)
-        .args(["--app", APP_ID, "--device", &inside, "--platform", "android", "--version-name", "1.0.1", "--version-build", "1.0.0"])
+        .args([
+            "--app",
+            APP_ID,
+            "--device",
+            &inside,
+            "--platform",
+            "android",
+            "--version-name",
+            "1.0.1",
+            "--version-build",
+            "1.0.0",
+        ])
         .output()
         .unwrap();
     assert_ok(&out);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("RULE") && text.contains("rollout") && text.contains("no_new_version_available"), "{text}");
+    assert!(
+        text.contains("RULE")
+            && text.contains("rollout")
+            && text.contains("no_new_version_available"),
+        "{text}"
+    );
     // A bad device id is the server's own 400, explained in one sentence.
     let out = updraft()
         .args(["explain", "--data"])
         .arg(&data)
-        .args(["--app", APP_ID, "--device", "nope", "--platform", "android", "--version-build", "1.0.0"])
+        .args([
+            "--app",
+            APP_ID,
+            "--device",
+            "nope",
+            "--platform",
+            "android",
+            "--version-build",
+            "1.0.0",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

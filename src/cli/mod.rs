@@ -199,12 +199,15 @@ impl RolloutArgs {
         let Some(percent) = self.rollout else {
             return Ok(None);
         };
-        let basis_points = ro::parse_percent(percent).map_err(|e| anyhow::anyhow!("--rollout {e}"))?;
+        let basis_points =
+            ro::parse_percent(percent).map_err(|e| anyhow::anyhow!("--rollout {e}"))?;
         let steps = match &self.steps {
             None => Vec::new(),
             Some(s) => ro::parse_steps(s).map_err(|e| anyhow::anyhow!("--steps: {e}"))?,
         };
-        let max_failure_rate = self.max_failure_rate.unwrap_or(ro::DEFAULT_MAX_FAILURE_RATE);
+        let max_failure_rate = self
+            .max_failure_rate
+            .unwrap_or(ro::DEFAULT_MAX_FAILURE_RATE);
         anyhow::ensure!(
             max_failure_rate > 0.0 && max_failure_rate < 1.0,
             "--max-failure-rate is a fraction between 0 and 1 (e.g. 0.05)"

@@ -428,7 +428,12 @@ fn start_rollout(
     who: &str,
 ) -> anyhow::Result<(Item, crate::domain::history::HistoryEntry)> {
     use crate::domain::rollout::{percent_text, start, steps_text};
-    let what = format!("{}/{} of {}", spec.channel, spec.target.as_str(), spec.app_id);
+    let what = format!(
+        "{}/{} of {}",
+        spec.channel,
+        spec.target.as_str(),
+        spec.app_id
+    );
     let Some(current) = current else {
         anyhow::bail!(
             "{what} serves nothing yet, so there is no stable version to roll out from; release without --rollout first"
@@ -450,7 +455,11 @@ fn start_rollout(
     let plan = if g.steps.is_empty() {
         "share changed by hand".to_owned()
     } else {
-        format!("steps {} every {} s", steps_text(&g.steps), g.step_every_secs)
+        format!(
+            "steps {} every {} s",
+            steps_text(&g.steps),
+            g.step_every_secs
+        )
     };
     let detail = format!(
         "rollout {id} of {} at {} ({plan}; max failure rate {}, min devices {}, on failure {})",

@@ -49,7 +49,9 @@ pub async fn run(command: &RolloutCommand, stores: &OperatorStores) -> anyhow::R
                     format!("paused at {} by hand", percent_text(ro.basis_points)),
                 ))),
                 RolloutState::Paused => Ok(None),
-                RolloutState::Aborted => bail!("the rollout was aborted; there is nothing to pause"),
+                RolloutState::Aborted => {
+                    bail!("the rollout was aborted; there is nothing to pause")
+                }
             })
             .await
         }
@@ -85,7 +87,10 @@ pub async fn run(command: &RolloutCommand, stores: &OperatorStores) -> anyhow::R
         RolloutCommand::Complete(r) => {
             change(stores, r, "complete", |ro| {
                 if ro.state == RolloutState::Aborted {
-                    bail!("the rollout was aborted; release {} again to serve it", ro.version());
+                    bail!(
+                        "the rollout was aborted; release {} again to serve it",
+                        ro.version()
+                    );
                 }
                 Ok(Some((
                     Change::Complete,
@@ -130,13 +135,11 @@ async fn change(
     let snap = require_app(stores, app_id).await?;
     require_channel(&snap, app_id, &r.channel)?;
     let who = stores.identity.who().await?;
-    let changed = change_rollout(stores, app_id, &r.channel, target, &who, now_unix(), decide).await?;
+    let changed =
+        change_rollout(stores, app_id, &r.channel, target, &who, now_unix(), decide).await?;
     let place = format!("{app_id} {}/{}", r.channel, target.as_str());
     let text = match &changed {
-        Some(c) => format!(
-            "{place}: {}.",
-            c.entry.detail.as_deref().unwrap_or(action)
-        ),
+        Some(c) => format!("{place}: {}.", c.entry.detail.as_deref().unwrap_or(action)),
         None => format!("{place}: nothing to change (the rollout is already so)."),
     };
     Report::new(
@@ -184,13 +187,14 @@ async fn status(stores: &OperatorStores, r: &ReleaseRef) -> anyhow::Result<Repor
     require_channel(&snap, app_id, &r.channel)?;
     let sk = release_sk(&r.channel, target);
     let what = format!("{}/{} of {app_id}", r.channel, target.as_str());
-    let item = stores
-        .items
-        .get_item(app_id, &sk)
-        .await?
-        .with_context(|| format!("{what} serves nothing (see `updraft channel list --app {app_id}`)"))?;
+    let item = stores.items.get_item(app_id, &sk).await?.with_context(|| {
+        format!("{what} serves nothing (see `updraft channel list --app {app_id}`)")
+    })?;
     let (stable, ro) = rollout_of(&item, &what)?;
-    let e = stores.stats.evidence(&evidence_key(app_id, &sk, &ro)).await?;
+    let e = stores
+        .stats
+        .evidence(&evidence_key(app_id, &sk, &ro))
+        .await?;
     let min_networks =
         AutoPausePolicy::from_items(&ro.release.item, Some(&snap.app_item)).min_networks;
     let next = match rollout::judge(&ro, e, min_networks, now_unix()) {

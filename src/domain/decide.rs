@@ -152,12 +152,17 @@ fn decide_inner<'a, T: Tracer>(
         }
         (None, _) => default_channel,
     };
-    t.step("channel", || match (overridden, req.default_channel.as_deref()) {
-        (Some(_), _) => format!("{channel} (the device's override)"),
-        (None, Some(asked)) if asked != default_channel => {
-            format!("{channel} (asked for by the device; it allows self-assignment)")
+    t.step("channel", || {
+        match (overridden, req.default_channel.as_deref()) {
+            (Some(_), _) => format!("{channel} (the device's override)"),
+            (None, Some(asked)) if asked != default_channel => {
+                format!("{channel} (asked for by the device; it allows self-assignment)")
+            }
+            _ => format!(
+                "{channel} (the app's default for {})",
+                req.platform.as_str()
+            ),
         }
-        _ => format!("{channel} (the app's default for {})", req.platform.as_str()),
     });
     let release = match app.release(channel, req.platform) {
         None => {
@@ -178,7 +183,9 @@ fn decide_inner<'a, T: Tracer>(
         Some(Err(e)) => return Decision::Refuse(invalid_release(channel, e)),
         Some(Ok(r)) => r,
     };
-    t.step("release", || format!("{channel} serves {}", release.version_text));
+    t.step("release", || {
+        format!("{channel} serves {}", release.version_text)
+    });
     let release = match pick_version(req, release, device, t) {
         Ok(r) => r,
         Err(e) => return Decision::Refuse(invalid_release(channel, e)),
@@ -196,7 +203,9 @@ fn decide_inner<'a, T: Tracer>(
             );
         }
         ReleaseVersion::Bundle(v) if is_running(req, v, &release.version_text) => {
-            t.step("up_to_date", || format!("the device runs {}", release.version_text));
+            t.step("up_to_date", || {
+                format!("the device runs {}", release.version_text)
+            });
             return Decision::Refuse(
                 Refusal::new(
                     RefusalCode::NoNewVersionAvailable,
@@ -377,7 +386,11 @@ fn pick_version<'a, T: Tracer>(
                     rollout.basis_points
                 )
             });
-            if inside && !failed { candidate } else { release }
+            if inside && !failed {
+                candidate
+            } else {
+                release
+            }
         }
     };
     Ok(chosen)

@@ -16,6 +16,6 @@ pub mod policy;
 pub mod protocol;
 pub mod release;
 pub mod rollout;
-pub mod trace;
 pub mod stats;
+pub mod trace;
 pub mod version;

@@ -319,9 +319,8 @@ fn read(item: &Item) -> Result<Rollout, ItemError> {
     };
     let on_failure = match s_attr(item, ROLLOUT_ON_FAILURE)? {
         None => OnFailure::Pause,
-        Some(s) => {
-            OnFailure::parse(s).ok_or_else(|| invalid(ROLLOUT_ON_FAILURE, "must be pause or abort"))?
-        }
+        Some(s) => OnFailure::parse(s)
+            .ok_or_else(|| invalid(ROLLOUT_ON_FAILURE, "must be pause or abort"))?,
     };
     Ok(Rollout {
         id: id.to_owned(),
@@ -344,7 +343,14 @@ fn read(item: &Item) -> Result<Rollout, ItemError> {
 
 /// Starts a rollout of `next` (a release item: the new version's served attributes and any
 /// policy flags) on `current` (the item serving the stable version).
-pub fn start(current: &Item, next: &Item, id: &str, basis_points: u32, gate: &Gate, now: u64) -> Item {
+pub fn start(
+    current: &Item,
+    next: &Item,
+    id: &str,
+    basis_points: u32,
+    gate: &Gate,
+    now: u64,
+) -> Item {
     let mut item: Item = current
         .iter()
         .filter(|(k, _)| !k.starts_with("rollout_"))
@@ -560,7 +566,14 @@ mod tests {
             min_devices: 50,
             on_failure: OnFailure::Pause,
         };
-        it = start(&it, &next, "r1", parse_percent(percent).unwrap(), &gate, 1000);
+        it = start(
+            &it,
+            &next,
+            "r1",
+            parse_percent(percent).unwrap(),
+            &gate,
+            1000,
+        );
         it
     }
 
@@ -577,7 +590,11 @@ mod tests {
         let b: Vec<u32> = (0..n).map(|i| bucket("b", &device(i)).unwrap()).collect();
         let in5 = a.iter().filter(|x| **x < 500).count();
         assert!((4500..=5500).contains(&in5), "{in5}");
-        let both = a.iter().zip(&b).filter(|(x, y)| **x < 500 && **y < 500).count();
+        let both = a
+            .iter()
+            .zip(&b)
+            .filter(|(x, y)| **x < 500 && **y < 500)
+            .count();
         // Independent: 5 % of 5 % of n = 250.
         assert!((225..=275).contains(&both), "{both}");
     }
@@ -602,7 +619,10 @@ mod tests {
     fn rollout_items_round_trip() {
         let it = rollout_item(5.0);
         let r = parse_rollout(&it).unwrap().unwrap();
-        assert_eq!((r.version(), r.basis_points, r.state), ("1.0.2", 500, RolloutState::Active));
+        assert_eq!(
+            (r.version(), r.basis_points, r.state),
+            ("1.0.2", 500, RolloutState::Active)
+        );
         assert!(!r.release.paused, "the stable version's pause is its own");
         assert!(!r.release.allow_emulator, "policy is shared");
         assert_eq!(r.release.bundle.as_deref(), Some("a/2.zip"));
@@ -628,8 +648,12 @@ mod tests {
             failures,
             failing_networks,
         };
-        assert!(matches!(judge(&r, e(500, 0, 0), 3, 1030), Verdict::Hold(w) if w.contains("due in 30 s")));
-        assert!(matches!(judge(&r, e(20, 0, 0), 3, 1060), Verdict::Hold(w) if w.contains("20 of the 50")));
+        assert!(
+            matches!(judge(&r, e(500, 0, 0), 3, 1030), Verdict::Hold(w) if w.contains("due in 30 s"))
+        );
+        assert!(
+            matches!(judge(&r, e(20, 0, 0), 3, 1060), Verdict::Hold(w) if w.contains("20 of the 50"))
+        );
         let Verdict::Advance { change, why } = judge(&r, e(200, 0, 0), 3, 1060) else {
             panic!()
         };
@@ -642,14 +666,29 @@ mod tests {
             panic!()
         };
         assert!(matches!(change, Change::Pause(Some(_))));
-        assert!(why.contains("30 of 100 devices failed, from 10 networks") && why.contains("paused"), "{why}");
+        assert!(
+            why.contains("30 of 100 devices failed, from 10 networks") && why.contains("paused"),
+            "{why}"
+        );
         // Failures from one network never halt.
-        assert!(!matches!(judge(&r, e(10, 10, 1), 3, 1001), Verdict::Halt { .. }));
+        assert!(!matches!(
+            judge(&r, e(10, 10, 1), 3, 1001),
+            Verdict::Halt { .. }
+        ));
         let mut last = r.clone();
         last.basis_points = FULL;
-        assert!(matches!(judge(&last, e(200, 0, 0), 3, 1060), Verdict::Advance { change: Change::Complete, .. }));
+        assert!(matches!(
+            judge(&last, e(200, 0, 0), 3, 1060),
+            Verdict::Advance {
+                change: Change::Complete,
+                ..
+            }
+        ));
         let mut paused = r.clone();
         paused.state = RolloutState::Paused;
-        assert!(matches!(judge(&paused, e(100, 90, 90), 3, 1060), Verdict::Hold(_)));
+        assert!(matches!(
+            judge(&paused, e(100, 90, 90), 3, 1060),
+            Verdict::Hold(_)
+        ));
     }
 }
