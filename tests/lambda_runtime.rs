@@ -469,3 +469,84 @@ async fn lambda_delta_answer_is_short_and_redirects_to_s3() {
     };
     assert_eq!(sha256_hex(&file), entry["file_hash"].as_str().unwrap());
 }
+
+/// The EventBridge schedule of template.yaml: a scheduled event, through the Runtime API, runs
+/// one pass of the rollouts' gate on DynamoDB (here: a healthy step 1 % -> 5 %).
+#[tokio::test]
+async fn lambda_scheduled_event_runs_the_rollout_gate() {
+    let env = binary_env().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let web = tmp.path().join("www");
+    for (version, extra) in [
+        ("1.0.1", vec![]),
+        (
+            "1.0.2",
+            vec![
+                "--rollout",
+                "1",
+                "--steps",
+                "1,5",
+                "--step-every",
+                "0",
+                "--min-devices",
+                "5",
+                "--max-failure-rate",
+                "0.5",
+            ],
+        ),
+    ] {
+        write_web_dir(&web, &format!("lambda rollout {version}"));
+        let out = updraft()
+            .args(["release", "--app", APP_ID, "--version", version, "--dir"])
+            .arg(&web)
+            .args(extra)
+            .envs(pairs(&env))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let lambda = Lambda::start(&env).await;
+    // Five devices on five networks install the rollout version.
+    for n in 0..5u32 {
+        let mut e = stats_event(&format!("00000000-0000-4000-8000-{n:012}"), "set");
+        e["version_name"] = "1.0.2".into();
+        let answer = answer_of(
+            &lambda
+                .invoke(v2_event("/stats", &e, &format!("198.51.{}.7", 10 + n)))
+                .await,
+        );
+        assert_eq!(answer["status"], "ok", "{answer}");
+    }
+    let scheduled = serde_json::json!({
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-12-02T05:00:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/updraft-RolloutTick"],
+        "detail": {}
+    });
+    let pass = lambda.invoke(scheduled).await;
+    let rows = pass["rollouts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{pass}"));
+    let row = rows.iter().find(|r| r["app_id"] == APP_ID).unwrap();
+    assert_eq!(
+        (row["action"].as_str(), row["devices"].as_u64()),
+        (Some("step"), Some(5)),
+        "{pass}"
+    );
+    let status = updraft()
+        .args(["rollout", "status", "--app", APP_ID, "--json"])
+        .envs(pairs(&env))
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["percent"], 5.0, "{status}");
+}
