@@ -26,6 +26,7 @@ pub const SERVED_ATTRS: &[&str] = &[
     "key_id",
     "link",
     "comment",
+    "manifest",
 ];
 
 /// Attributes that belong to the stable version's life (pause state, its evidence epoch), not
