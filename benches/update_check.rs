@@ -111,6 +111,39 @@ fn bench(c: &mut Criterion) {
             decide_update(&req, snapshot.as_deref(), None).label()
         })
     });
+
+    // The same check with an active rollout on the item (50 %: the device's bucket decides
+    // which version it gets), to set next to the figure above.
+    let mut rolled = Item::new();
+    rolled.insert("version".into(), AttrValue::S("1.2.0".into()));
+    rolled.insert(
+        "bundle".into(),
+        AttrValue::S("com.example.app/1.2.0/b.zip".into()),
+    );
+    rolled.insert(
+        "checksum".into(),
+        AttrValue::S("6bb619125ffc6b696964190e3fac054b407d64d6e40423d2ec888e9f720afef5".into()),
+    );
+    for (k, v) in [
+        ("rollout_version", "1.3.0"),
+        ("rollout_bundle", "com.example.app/1.3.0/c.zip"),
+        (
+            "rollout_checksum",
+            "6bb619125ffc6b696964190e3fac054b407d64d6e40423d2ec888e9f720afef5",
+        ),
+        ("rollout_id", "5f0c3a9e1b2d4c6a"),
+    ] {
+        rolled.insert(k.into(), AttrValue::S(v.into()));
+    }
+    rolled.insert("rollout_percent".into(), AttrValue::N(50.into()));
+    let sk = release_sk("production", Target::All);
+    let with_rollout = updraft::domain::release::AppSnapshot::from_items([(sk.as_str(), &rolled)]);
+    c.bench_function("parse + decide only, active rollout", |b| {
+        b.iter(|| {
+            let req = parse_update_request(std::hint::black_box(BODY.as_bytes())).unwrap();
+            decide_update(&req, Some(&with_rollout), None).label()
+        })
+    });
 }
 
 criterion_group!(benches, bench);
