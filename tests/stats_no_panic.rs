@@ -170,6 +170,11 @@ fn stats_bodies_stay_within_bounds() {
             .parse::<usize>()
             .unwrap()
     };
+    let count_where = |table: &str, cond: &str| {
+        rows(&db, &format!("SELECT count(*) FROM {table} WHERE {cond}"))[0][0]
+            .parse::<usize>()
+            .unwrap()
+    };
     let known: Vec<(&str, &str)> = ["production", "beta"]
         .iter()
         .flat_map(|c| ["1.0.1", "1.0.2", "2.0.0", "builtin"].map(|v| (*c, v)))
@@ -178,6 +183,18 @@ fn stats_bodies_stay_within_bounds() {
     let mut runner = TestRunner::new(Config::with_cases(96));
     runner
         .run(&(body(), 0u8..4), |(body, source)| {
+            let paused = || {
+                rows(
+                    &db,
+                    &format!(
+                        "SELECT count(*) FROM items WHERE app_id = '{APP}' AND attrs LIKE '%\"paused\":true%'"
+                    ),
+                )[0][0]
+                    .parse::<usize>()
+                    .unwrap()
+            };
+            let history = || count_where("items", &format!("app_id = '{APP}#history'"));
+            let (paused_before, history_before) = (paused(), history());
             let (items, counters, devices, marks) = (
                 count("items"),
                 count("counters"),
@@ -199,7 +216,11 @@ fn stats_bodies_stay_within_bounds() {
             prop_assert!(status == 200 || status == 400, "{status}: {answer}");
             prop_assert!(answer.get("status").is_some() || answer.get("error").is_some());
 
-            prop_assert_eq!(count("items"), items, "no item is created");
+            // The only item a request may add is the history entry of an automatic pause,
+            // one for each release it paused.
+            let (newly_paused, new_history) = (paused() - paused_before, history() - history_before);
+            prop_assert_eq!(new_history, newly_paused, "one history entry per automatic pause");
+            prop_assert_eq!(count("items"), items + new_history, "no other item is created");
             prop_assert!(count("devices") <= devices + 1, "one device per request");
             prop_assert!(count("evidence_marks") <= marks + 2 * MAX_MARKS_PER_BATCH);
             prop_assert!(
