@@ -436,20 +436,8 @@ pub fn apply(item: &Item, change: &Change, now: u64) -> Item {
             }
         }
         Change::Complete => {
-            next = item
-                .iter()
-                .filter(|(k, _)| {
-                    !k.starts_with("rollout_")
-                        && !SERVED_ATTRS.contains(&k.as_str())
-                        && !STABLE_ONLY_ATTRS.contains(&k.as_str())
-                })
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            for name in SERVED_ATTRS {
-                if let Some(v) = item.get(&rollout_attr(name)) {
-                    next.insert((*name).to_owned(), v.clone());
-                }
-            }
+            // The rollout version's item becomes the channel's item.
+            next = rollout_release_item(item);
             next.insert("released_at".into(), n(now));
         }
     }
