@@ -86,6 +86,8 @@ impl Lambda {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let function = updraft()
+            // The template's cache TTL, unless the test's environment names another.
+            .env("UPDRAFT_CACHE_TTL", "10")
             .envs(pairs(env))
             .env(
                 "AWS_LAMBDA_RUNTIME_API",
@@ -94,7 +96,6 @@ impl Lambda {
             .env("AWS_LAMBDA_FUNCTION_NAME", "_")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("UPDRAFT_CACHE_TTL", "10")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .process_group(0)
@@ -521,18 +522,7 @@ async fn lambda_scheduled_event_runs_the_rollout_gate() {
         );
         assert_eq!(answer["status"], "ok", "{answer}");
     }
-    let scheduled = serde_json::json!({
-        "version": "0",
-        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": "2026-12-02T05:00:00Z",
-        "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/updraft-RolloutTick"],
-        "detail": {}
-    });
-    let pass = lambda.invoke(scheduled).await;
+    let pass = lambda.invoke(scheduled_event()).await;
     let rows = pass["rollouts"]
         .as_array()
         .unwrap_or_else(|| panic!("{pass}"));
@@ -549,4 +539,246 @@ async fn lambda_scheduled_event_runs_the_rollout_gate() {
         .unwrap();
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["percent"], 5.0, "{status}");
+}
+
+/// An EventBridge scheduled event, as the schedule of template.yaml sends it.
+fn scheduled_event() -> serde_json::Value {
+    serde_json::json!({
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-12-02T05:00:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/updraft-RolloutTick"],
+        "detail": {}
+    })
+}
+
+/// `updraft release` of `version` (a web folder of its own) on the emulators, with `extra`.
+fn release_on(env: &[(String, String)], web: &Path, version: &str, extra: &[&str]) {
+    write_web_dir(web, &format!("lambda rollout {version}"));
+    let out = updraft()
+        .args(["release", "--app", APP_ID, "--version", version, "--dir"])
+        .arg(web)
+        .args(extra)
+        .envs(pairs(env))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `updraft history --json` on the emulators: newest entry first.
+fn history_on(env: &[(String, String)]) -> serde_json::Value {
+    let out = updraft()
+        .args(["history", "--app", APP_ID, "--json"])
+        .envs(pairs(env))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn rollout_device(i: u32) -> String {
+    format!("0b5e0000-0000-4000-8000-{i:012}")
+}
+
+/// `action` (`set` or `update_fail`) of rollout version `version`, one `POST /stats` per
+/// device, each from the source address `network(i)` as API Gateway reports it.
+async fn report_through(
+    lambda: &Lambda,
+    version: &str,
+    devices: std::ops::Range<u32>,
+    action: &str,
+    network: impl Fn(u32) -> String,
+) {
+    for i in devices {
+        let mut e = stats_event(&rollout_device(i), action);
+        e["version_name"] = version.into();
+        e["old_version_name"] = "1.0.1".into();
+        let answer = answer_of(&lambda.invoke(v2_event("/stats", &e, &network(i))).await);
+        assert_eq!(answer["status"], "ok", "{answer}");
+    }
+}
+
+/// One scheduled pass through the Runtime API: the row of this app.
+async fn scheduled_pass(lambda: &Lambda) -> serde_json::Value {
+    let pass = lambda.invoke(scheduled_event()).await;
+    let rows = pass["rollouts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{pass}"));
+    rows.iter()
+        .find(|r| r["app_id"] == APP_ID)
+        .unwrap_or_else(|| panic!("{pass}"))
+        .clone()
+}
+
+/// What the plugin would do with the Lambda's update answer for `device` running `running`:
+/// `Some(version)` to download, `None` to stay.
+async fn offered_through(lambda: &Lambda, device: &str, running: &str) -> Option<String> {
+    let mut body = plugin_body(APP_ID, "1.0.0", running);
+    body["device_id"] = device.into();
+    let a = answer_of(
+        &lambda
+            .invoke(v2_event("/updates", &body, "198.51.100.7"))
+            .await,
+    );
+    match (a.get("url"), a.get("error")) {
+        (Some(_), None) => Some(a["version"].as_str().unwrap().to_owned()),
+        (None, Some(_)) => None,
+        _ => panic!("not an answer the plugin understands: {a}"),
+    }
+}
+
+/// The whole schedule on DynamoDB, driven as on AWS: stats through API Gateway events, passes
+/// by the EventBridge schedule. Healthy installs from enough networks advance 1 -> 5 -> 25 ->
+/// 100 % and complete; then every device is offered the new version, and history says who
+/// moved it and on what figures.
+#[tokio::test]
+async fn lambda_schedule_advances_a_healthy_rollout_and_completes() {
+    let mut env = binary_env().await;
+    // Every check reads the store, so the answer after `complete` is the store's.
+    env.push(("UPDRAFT_CACHE_TTL".into(), "0".into()));
+    let tmp = tempfile::tempdir().unwrap();
+    let web = tmp.path().join("www");
+    release_on(&env, &web, "1.0.1", &[]);
+    release_on(
+        &env,
+        &web,
+        "1.0.2",
+        &[
+            "--rollout",
+            "1",
+            "--steps",
+            "1,5,25,100",
+            "--step-every",
+            "0",
+            "--min-devices",
+            "40",
+            "--max-failure-rate",
+            "0.1",
+        ],
+    );
+    let lambda = Lambda::start(&env).await;
+    // 60 devices from 12 networks install it; each network counts at most 10 of them.
+    report_through(&lambda, "1.0.2", 0..60, "set", |i| {
+        format!("10.{}.0.1", i % 12)
+    })
+    .await;
+    let mut steps = vec![];
+    for _ in 0..4 {
+        let row = scheduled_pass(&lambda).await;
+        steps.push((row["percent"].as_f64().unwrap(), row["action"].clone()));
+    }
+    assert_eq!(
+        steps,
+        vec![
+            (1.0, "step".into()),
+            (5.0, "step".into()),
+            (25.0, "step".into()),
+            (100.0, "complete".into())
+        ]
+    );
+    // Completed: the stable version of the channel, for a device that was never in a cohort.
+    assert_eq!(
+        offered_through(&lambda, &rollout_device(999), "1.0.1")
+            .await
+            .as_deref(),
+        Some("1.0.2")
+    );
+    let pass = scheduled_pass_rows(&lambda).await;
+    assert!(
+        pass.iter().all(|r| r["app_id"] != APP_ID),
+        "a completed rollout is no longer driven: {pass:?}"
+    );
+    let history = history_on(&env);
+    let text = history.to_string();
+    for step in ["step 1% -> 5%", "step 5% -> 25%", "step 25% -> 100%"] {
+        assert!(text.contains(step), "{step}: {history}");
+    }
+    assert!(text.contains("0 of 60 devices failed"), "{history}");
+    assert_eq!(history[0]["action"], "rollout-complete", "{history}");
+    assert_eq!(history[0]["who"], "updraft (automatic)", "{history}");
+}
+
+async fn scheduled_pass_rows(lambda: &Lambda) -> Vec<serde_json::Value> {
+    let pass = lambda.invoke(scheduled_event()).await;
+    pass["rollouts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{pass}"))
+        .clone()
+}
+
+/// Failures on DynamoDB: 100 forged failing devices from one network do not halt the rollout
+/// (one network counts 10 devices at most); real failures from 30 more networks do, and the
+/// rollout is aborted as `--on-failure abort` says, with the step and figures in history.
+#[tokio::test]
+async fn lambda_schedule_halts_on_failures_from_many_networks_not_from_one() {
+    let mut env = binary_env().await;
+    env.push(("UPDRAFT_CACHE_TTL".into(), "0".into()));
+    let tmp = tempfile::tempdir().unwrap();
+    let web = tmp.path().join("www");
+    release_on(&env, &web, "1.0.1", &[]);
+    release_on(
+        &env,
+        &web,
+        "1.0.2",
+        &[
+            "--rollout",
+            "50",
+            "--steps",
+            "50,100",
+            "--step-every",
+            "3600",
+            "--on-failure",
+            "abort",
+        ],
+    );
+    let lambda = Lambda::start(&env).await;
+    report_through(&lambda, "1.0.2", 0..100, "update_fail", |_| {
+        "203.0.113.9".into()
+    })
+    .await;
+    let row = scheduled_pass(&lambda).await;
+    assert_eq!(row["action"], "hold", "{row}");
+    assert_eq!(
+        (row["devices"].as_u64(), row["failing_networks"].as_u64()),
+        (Some(10), Some(1)),
+        "{row}"
+    );
+
+    // Real failures: 2 devices on each of 30 networks.
+    report_through(&lambda, "1.0.2", 1000..1060, "update_fail", |i| {
+        format!("10.{}.7.1", i % 30)
+    })
+    .await;
+    let row = scheduled_pass(&lambda).await;
+    assert_eq!(row["action"], "abort", "{row}");
+    // Aborted: a device on the rollout version is offered the stable one again.
+    assert_eq!(
+        offered_through(&lambda, &rollout_device(5), "1.0.2")
+            .await
+            .as_deref(),
+        Some("1.0.1")
+    );
+    let history = history_on(&env);
+    let last = &history[0];
+    assert_eq!(last["action"], "rollout-abort", "{history}");
+    assert_eq!(last["who"], "updraft (automatic)", "{history}");
+    let detail = last["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("step 50%")
+            && detail.contains("70 of 70 devices failed, from 31 networks")
+            && detail.contains("aborted"),
+        "{detail}"
+    );
 }
