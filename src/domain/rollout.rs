@@ -467,10 +467,13 @@ pub fn judge(r: &Rollout, e: Evidence, min_networks: u64, now: u64) -> Verdict {
     let g = &r.gate;
     let share = percent_text(r.basis_points);
     let rate = |b: f64| format!("{:.2}%", b * 100.0);
-    let figures = format!(
-        "{} of {} devices failed, from {} networks",
-        e.failures, e.attempts, e.failing_networks
-    );
+    let figures = match e.failures {
+        0 => format!("0 of {} devices failed", e.attempts),
+        n => format!(
+            "{n} of {} devices failed, from {} networks",
+            e.attempts, e.failing_networks
+        ),
+    };
     let lower = wilson_lower_bound(e.failures, e.attempts);
     if e.failing_networks >= min_networks.max(1) && lower > g.max_failure_rate {
         let why = format!(
