@@ -89,6 +89,7 @@ impl Backend {
                     releases: CachedReleases::new(store.clone(), settings.cache_ttl),
                     devices: Arc::new(DynamoDevices::new(
                         client.clone(),
+                        table.clone(),
                         devices_table.clone(),
                         ttl,
                     )),
@@ -162,6 +163,7 @@ impl Backend {
                     history: store.clone(),
                     devices: Arc::new(DynamoDevices::new(
                         client.clone(),
+                        table.clone(),
                         devices_table.clone(),
                         ttl,
                     )),

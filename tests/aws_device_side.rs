@@ -90,6 +90,7 @@ impl Fixture {
     fn devices(&self) -> DynamoDevices {
         DynamoDevices::new(
             self.client.clone(),
+            &self.releases,
             &self.devices_table,
             DEFAULT_DEVICE_TTL_SECS,
         )

@@ -103,7 +103,12 @@ async fn dynamo() -> Harness {
     create_table(&client, &table).await.unwrap();
     create_devices_table(&client, &devices).await.unwrap();
     let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
-    let device_store = Arc::new(DynamoDevices::new(client.clone(), devices.clone(), 3600));
+    let device_store = Arc::new(DynamoDevices::new(
+        client.clone(),
+        table.clone(),
+        devices.clone(),
+        3600,
+    ));
     let stats = Arc::new(DynamoStats::new(
         client.clone(),
         table.clone(),
@@ -913,7 +918,12 @@ async fn worst_case_stats_request_cost_dynamo() {
     let store = Arc::new(DynamoStore::new(counted.clone(), table.clone()));
     let state = AppState {
         releases: CachedReleases::new(store.clone(), Duration::ZERO),
-        devices: Arc::new(DynamoDevices::new(counted.clone(), devices.clone(), 3600)),
+        devices: Arc::new(DynamoDevices::new(
+            counted.clone(),
+            table.clone(),
+            devices.clone(),
+            3600,
+        )),
         stats: Arc::new(DynamoStats::new(
             counted.clone(),
             table.clone(),

@@ -124,11 +124,12 @@ const SERVING_PATH: &[Call] = &[
         func: "get_device",
         touches: &[Res::Devices],
     },
+    // The app's `device_overrides` marker (releases table), then the device's override.
     Call {
         called_as: "devices.set_channel",
         file: "src/store/dynamo_devices.rs",
         func: "set_channel",
-        touches: &[Res::Devices],
+        touches: &[Res::Releases, Res::Devices],
     },
     Call {
         called_as: "devices.unset_channel",

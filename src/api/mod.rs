@@ -19,7 +19,7 @@ use crate::bundles::UrlSigner;
 use crate::bundles::file_urls::FileUrls;
 use crate::bundles::local::{LocalBundles, UrlRefusal};
 use crate::bundles::manifests::CachedManifests;
-use crate::domain::decide::{Decision, decide_update};
+use crate::domain::decide::{Decision, NeedsDevice, decide_update, decide_without_device};
 use crate::domain::protocol::{
     ErrorAnswer, Kind, RefusalAnswer, RefusalCode, RequestError, ResetAnswer, UpdateAnswer,
     clip_message, parse_update_request,
@@ -306,18 +306,24 @@ pub async fn update_check(
     let started = Instant::now();
     let req = parse_update_request(body)
         .inspect_err(|e| tracing::info!(error = e.code(), "bad update check"))?;
-    // The releases usually come from the cache; the device item is the one read per check.
-    let (snapshot, device) = tokio::join!(
-        state.releases.get(&req.app_id),
-        state.devices.get_device(&req.app_id, &req.device_id)
-    );
     let unavailable = |e: crate::store::StoreError| {
         tracing::error!(app_id = %req.app_id, device_id = %req.device_id, error = %e, decision = "service_unavailable");
         ApiError::Unavailable
     };
-    let snapshot = snapshot.map_err(unavailable)?;
-    let device = device.map_err(unavailable)?;
-    let decision = decide_update(&req, snapshot.as_deref(), device.as_ref());
+    // The releases usually come from the cache. The device's item is read only when the
+    // answer could depend on it (`decide_without_device`): most checks make no store call.
+    let snapshot = state.releases.get(&req.app_id).await.map_err(unavailable)?;
+    let decision = match decide_without_device(&req, snapshot.as_deref()) {
+        Ok(decision) => decision,
+        Err(NeedsDevice) => {
+            let device = state
+                .devices
+                .get_device(&req.app_id, &req.device_id)
+                .await
+                .map_err(unavailable)?;
+            decide_update(&req, snapshot.as_deref(), device.as_ref())
+        }
+    };
     let manifest = match (&decision, &snapshot) {
         (Decision::Offer { release, .. }, Some(snap)) => {
             delta::manifest_for(state, &req, snap, release).await

@@ -83,6 +83,70 @@ pub fn decide_update<'a>(
     decide_traced(req, app, device, &mut NoTrace)
 }
 
+/// The device's item is needed to decide: the answer could depend on its override or failed
+/// versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeedsDevice;
+
+/// Decides without the device's item, when the answer cannot depend on it: the same decision
+/// `decide_update` makes with any device item, or `NeedsDevice`. An update check then reads
+/// the device only for apps with device overrides (`AppSnapshot::device_overrides`), for a
+/// device in an active rollout's cohort, and for a check past the "already up to date" rule
+/// (where a failed version would be refused): most checks cost no device read.
+pub fn decide_without_device<'a>(
+    req: &UpdateRequest<'_>,
+    app: Option<&'a AppSnapshot>,
+) -> Result<Decision<'a>, NeedsDevice> {
+    decide_inner(req, app, Unread, &mut NoTrace)
+}
+
+/// The device's item as the decision sees it: read (`Read`, `None` when the device has no
+/// item, never missing), or not read (`Unread`: every rule that would look at it stops with
+/// `NeedsDevice`).
+trait DeviceView: Copy {
+    type Missing;
+    /// The device's override, when it applies.
+    fn overridden(self, app: &AppSnapshot) -> Result<Option<&str>, Self::Missing>;
+    /// Whether `version` failed on this device.
+    fn failed(self, version: &str) -> Result<bool, Self::Missing>;
+}
+
+#[derive(Clone, Copy)]
+struct Read<'d>(Option<&'d DeviceState>);
+
+#[derive(Clone, Copy)]
+struct Unread;
+
+impl DeviceView for Read<'_> {
+    type Missing = std::convert::Infallible;
+    fn overridden(self, app: &AppSnapshot) -> Result<Option<&str>, Self::Missing> {
+        Ok(self
+            .0
+            .filter(|d| app.honours_override(d))
+            .and_then(|d| d.channel.as_deref())
+            .and_then(|c| app.channels.get_key_value(c))
+            .map(|(name, _)| name.as_str()))
+    }
+    fn failed(self, version: &str) -> Result<bool, Self::Missing> {
+        Ok(self.0.is_some_and(|d| d.failed_versions.contains(version)))
+    }
+}
+
+impl DeviceView for Unread {
+    type Missing = NeedsDevice;
+    /// An app without device overrides has none to apply (its writers keep the marker).
+    fn overridden(self, app: &AppSnapshot) -> Result<Option<&str>, NeedsDevice> {
+        if app.device_overrides {
+            Err(NeedsDevice)
+        } else {
+            Ok(None)
+        }
+    }
+    fn failed(self, _: &str) -> Result<bool, NeedsDevice> {
+        Err(NeedsDevice)
+    }
+}
+
 /// `decide_update`, reporting every rule it passes or stops at to `t` (`updraft explain`).
 pub fn decide_traced<'a, T: Tracer>(
     req: &UpdateRequest<'_>,
@@ -90,7 +154,10 @@ pub fn decide_traced<'a, T: Tracer>(
     device: Option<&DeviceState>,
     t: &mut T,
 ) -> Decision<'a> {
-    let d = decide_inner(req, app, device, t);
+    let d = match decide_inner(req, app, Read(device), t) {
+        Ok(d) => d,
+        Err(never) => match never {},
+    };
     t.step("decision", || match &d {
         Decision::Offer { release, .. } => format!("offer {}", release.version_text),
         Decision::Reset { .. } => "reset to builtin".to_owned(),
@@ -99,28 +166,24 @@ pub fn decide_traced<'a, T: Tracer>(
     d
 }
 
-fn decide_inner<'a, T: Tracer>(
+fn decide_inner<'a, T: Tracer, D: DeviceView>(
     req: &UpdateRequest<'_>,
     app: Option<&'a AppSnapshot>,
-    device: Option<&DeviceState>,
+    device: D,
     t: &mut T,
-) -> Decision<'a> {
+) -> Result<Decision<'a>, D::Missing> {
     let Some(app) = app else {
         t.step("app", || "the store has no items for this app".to_owned());
-        return Decision::Refuse(Refusal::new(
+        return Ok(Decision::Refuse(Refusal::new(
             RefusalCode::AppNotFound,
             "This app has no releases on this server",
-        ));
+        )));
     };
 
     // §4.2 channel: a device override first (an operator's, or an old plugin's setChannel
     // where the app allows those),
     // then a requested channel, which must be the default or allow self-assignment.
-    let overridden = device
-        .filter(|d| app.honours_override(d))
-        .and_then(|d| d.channel.as_deref())
-        .and_then(|c| app.channels.get_key_value(c))
-        .map(|(name, _)| name.as_str());
+    let overridden = device.overridden(app)?;
     // The app's default for this platform: `default_channel_<platform>`, else `default_channel`.
     let default_channel = app.default_channel_for(req.platform);
     let channel: &'a str = match (overridden, req.default_channel.as_deref()) {
@@ -131,23 +194,23 @@ fn decide_inner<'a, T: Tracer>(
                 .get_key_value(asked)
                 .and_then(|(name, c)| Some((name.as_str(), c.for_platform(req.platform)?)))
             else {
-                return Decision::Refuse(Refusal::new(
+                return Ok(Decision::Refuse(Refusal::new(
                     RefusalCode::NoChannel,
                     format!(
                         "Channel {asked:?} does not exist for platform {}",
                         req.platform.as_str()
                     ),
-                ));
+                )));
             };
             match entry {
                 Ok(r) if r.allow_self_assign => name,
                 Ok(_) => {
-                    return Decision::Refuse(Refusal::new(
+                    return Ok(Decision::Refuse(Refusal::new(
                         RefusalCode::NoChannel,
                         format!("Channel {asked:?} does not allow devices to assign themselves"),
-                    ));
+                    )));
                 }
-                Err(e) => return Decision::Refuse(invalid_release(name, e)),
+                Err(e) => return Ok(Decision::Refuse(invalid_release(name, e))),
             }
         }
         (None, _) => default_channel,
@@ -169,7 +232,7 @@ fn decide_inner<'a, T: Tracer>(
             t.step("release", || {
                 format!("{channel} has no release for {}", req.platform.as_str())
             });
-            return Decision::Refuse(
+            return Ok(Decision::Refuse(
                 Refusal::new(
                     RefusalCode::NoChannel,
                     format!(
@@ -178,59 +241,59 @@ fn decide_inner<'a, T: Tracer>(
                     ),
                 )
                 .on(channel),
-            );
+            ));
         }
-        Some(Err(e)) => return Decision::Refuse(invalid_release(channel, e)),
+        Some(Err(e)) => return Ok(Decision::Refuse(invalid_release(channel, e))),
         Some(Ok(r)) => r,
     };
     t.step("release", || {
         format!("{channel} serves {}", release.version_text)
     });
-    let release = match pick_version(req, release, device, t) {
+    let release = match pick_version(req, release, device, t)? {
         Ok(r) => r,
-        Err(e) => return Decision::Refuse(invalid_release(channel, e)),
+        Err(e) => return Ok(Decision::Refuse(invalid_release(channel, e))),
     };
 
     // §4.3 / §4.5: already there.
     match &release.version {
         ReleaseVersion::Builtin if req.on_builtin() => {
-            return Decision::Refuse(
+            return Ok(Decision::Refuse(
                 Refusal::new(
                     RefusalCode::AlreadyOnBuiltin,
                     "Already on the builtin version",
                 )
                 .on(channel),
-            );
+            ));
         }
         ReleaseVersion::Bundle(v) if is_running(req, v, &release.version_text) => {
             t.step("up_to_date", || {
                 format!("the device runs {}", release.version_text)
             });
-            return Decision::Refuse(
+            return Ok(Decision::Refuse(
                 Refusal::new(
                     RefusalCode::NoNewVersionAvailable,
                     "No new version available",
                 )
                 .on(channel),
-            );
+            ));
         }
         _ => {}
     }
 
     // A version that failed on this device is not offered to it again (the plugin would
     // otherwise download, fail and roll back on every start); a newer release is.
-    if device.is_some_and(|d| d.failed_versions.contains(&release.version_text)) {
+    if device.failed(&release.version_text)? {
         t.step("failed_on_device", || {
             format!("{} failed on this device before", release.version_text)
         });
-        return Decision::Refuse(Refusal {
+        return Ok(Decision::Refuse(Refusal {
             version: Some(&release.version_text),
             ..Refusal::new(
                 RefusalCode::VersionFailedOnDevice,
                 "This version failed on this device; waiting for a newer release",
             )
             .on(channel)
-        });
+        }));
     }
 
     t.step("up_to_date", || {
@@ -246,10 +309,10 @@ fn decide_inner<'a, T: Tracer>(
             Some(why) => Cow::Owned(format!("This release is paused: {why}")),
             None => Cow::Borrowed("This release is paused"),
         };
-        return Decision::Refuse(Refusal {
+        return Ok(Decision::Refuse(Refusal {
             version: Some(&release.version_text),
             ..Refusal::new(RefusalCode::ReleasePaused, message).on(channel)
-        });
+        }));
     }
     if let ReleaseVersion::Bundle(bundle) = &release.version
         && let Some(refusal) = version_gate(release, bundle, &req.version_build)
@@ -261,7 +324,7 @@ fn decide_inner<'a, T: Tracer>(
                 req.version_build
             )
         });
-        return Decision::Refuse(refusal.on(channel));
+        return Ok(Decision::Refuse(refusal.on(channel)));
     }
     t.step("version_gate", || {
         format!(
@@ -295,7 +358,7 @@ fn decide_inner<'a, T: Tracer>(
     };
     if let Some((code, message)) = audience {
         t.step("audience", || format!("blocked: {message}"));
-        return Decision::Refuse(Refusal::new(code, message).on(channel));
+        return Ok(Decision::Refuse(Refusal::new(code, message).on(channel)));
     }
     t.step("audience", || {
         format!(
@@ -305,31 +368,32 @@ fn decide_inner<'a, T: Tracer>(
     });
 
     if release.version == ReleaseVersion::Builtin {
-        return Decision::Reset { channel };
+        return Ok(Decision::Reset { channel });
     }
 
     // Encryption must match the app: a plain bundle fails `session_key_required` on an app
     // with a publicKey, an encrypted one cannot be opened without it (protocol.md §3).
     if let Some(refusal) = key_gate(req, release) {
         t.step("encryption", || format!("blocked: {}", refusal.message));
-        return Decision::Refuse(refusal.on(channel));
+        return Ok(Decision::Refuse(refusal.on(channel)));
     }
     t.step("encryption", || "passed".to_owned());
-    Decision::Offer { channel, release }
+    Ok(Decision::Offer { channel, release })
 }
 
 /// Which version of the release item this device is served: the rollout version while its
 /// rollout is active and the device is in the cohort (and the version has not failed on it),
 /// or while paused and the device already runs it; the stable version otherwise.
-fn pick_version<'a, T: Tracer>(
+#[allow(clippy::type_complexity)]
+fn pick_version<'a, T: Tracer, D: DeviceView>(
     req: &UpdateRequest<'_>,
     release: &'a Release,
-    device: Option<&DeviceState>,
+    device: D,
     t: &mut T,
-) -> Result<&'a Release, &'a crate::domain::release::ItemError> {
+) -> Result<Result<&'a Release, &'a crate::domain::release::ItemError>, D::Missing> {
     let rollout = match &release.rollout {
-        None => return Ok(release),
-        Some(Err(e)) => return Err(e),
+        None => return Ok(Ok(release)),
+        Some(Err(e)) => return Ok(Err(e)),
         Some(Ok(r)) => r,
     };
     let candidate = &rollout.release;
@@ -366,9 +430,9 @@ fn pick_version<'a, T: Tracer>(
         }
         RolloutState::Active => {
             let bucket = rollout::bucket(&rollout.id, &req.device_id);
-            let failed =
-                device.is_some_and(|d| d.failed_versions.contains(&candidate.version_text));
             let inside = bucket.is_some_and(|b| b < rollout.basis_points);
+            // Only a device inside the cohort is asked about its failed versions.
+            let failed = inside && device.failed(&candidate.version_text)?;
             t.step("rollout", || {
                 let place = match bucket {
                     Some(b) => format!("bucket {} (of 10000)", b),
@@ -393,7 +457,7 @@ fn pick_version<'a, T: Tracer>(
             }
         }
     };
-    Ok(chosen)
+    Ok(Ok(chosen))
 }
 
 /// The device already runs `version`: exact text as the plugin compares it, or the same semver

@@ -13,6 +13,17 @@ use crate::domain::version::ReleaseVersion;
 
 /// Sort key of the app settings item.
 pub const APP_SK: &str = "app";
+/// Sort key of the marker item in an app's partition that says some device of the app has a
+/// channel override (see `AppSnapshot::device_overrides`).
+pub const DEVICE_OVERRIDES_SK: &str = "device_overrides";
+/// The marker's one attribute: unix seconds of the app's first device override.
+pub const DEVICE_OVERRIDES_SINCE: &str = "since";
+
+/// Whether the items an app's snapshot is read from describe an app: a `device_overrides`
+/// marker alone does not (the app has no items an update check could serve).
+pub fn describes_an_app<'a>(mut sks: impl Iterator<Item = &'a str>) -> bool {
+    sks.any(|sk| sk != DEVICE_OVERRIDES_SK)
+}
 /// The channel an app serves when nothing else is set.
 pub const DEFAULT_CHANNEL: &str = "production";
 
@@ -415,13 +426,18 @@ pub struct AppSnapshot {
     /// The `app` item as stored (app-wide settings such as auto-pause defaults).
     pub app_item: Item,
     pub channels: HashMap<String, ChannelReleases>,
+    /// Some device of this app has (or had) a channel override: the `device_overrides` item,
+    /// written in the same atomic write as every override. Without it, an update check needs
+    /// no device read to apply an override (`decide_without_device`).
+    pub device_overrides: bool,
     /// Items that could not be read at all (an unknown platform in `sk`, a bad `app` item):
     /// logged by the store, never shown to devices.
     pub problems: Vec<String>,
 }
 
 impl AppSnapshot {
-    /// Builds a snapshot from the app's `app` and `release#…` items (other items are ignored).
+    /// Builds a snapshot from the app's `app`, `release#…` and `device_overrides` items (other
+    /// items are ignored).
     pub fn from_items<'a>(items: impl IntoIterator<Item = (&'a str, &'a Item)>) -> Self {
         let mut snap = AppSnapshot {
             default_channel: DEFAULT_CHANNEL.to_owned(),
@@ -449,6 +465,8 @@ impl AppSnapshot {
                         Err(e) => snap.problems.push(format!("item app: {e}")),
                     }
                 }
+            } else if sk == DEVICE_OVERRIDES_SK {
+                snap.device_overrides = true;
             } else if let Some(rest) = sk.strip_prefix("release#") {
                 let parsed = rest
                     .rsplit_once('#')
@@ -516,6 +534,17 @@ pub(crate) mod tests {
 
     pub fn s(v: &str) -> AttrValue {
         AttrValue::S(v.into())
+    }
+
+    #[test]
+    fn the_overrides_marker_is_read_but_alone_is_no_app() {
+        let marker = Item::new();
+        let snap = AppSnapshot::from_items([(DEVICE_OVERRIDES_SK, &marker)]);
+        assert!(snap.device_overrides);
+        assert!(!AppSnapshot::default().device_overrides);
+        assert!(!describes_an_app([DEVICE_OVERRIDES_SK].into_iter()));
+        assert!(describes_an_app([DEVICE_OVERRIDES_SK, "app"].into_iter()));
+        assert!(!describes_an_app(std::iter::empty()));
     }
 
     #[test]

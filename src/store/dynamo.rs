@@ -15,7 +15,9 @@ use aws_sdk_dynamodb::types::{
 
 use crate::aws::{ConfigError, env_required};
 use crate::domain::history::{HistoryEntry, REVISION_ATTR, history_partition};
-use crate::domain::release::{APP_SK, AppSnapshot, AttrValue, Item};
+use crate::domain::release::{
+    APP_SK, AppSnapshot, AttrValue, DEVICE_OVERRIDES_SK, Item, describes_an_app,
+};
 use crate::store::dynamo_history::{Outcome, transaction_outcome};
 use crate::store::{
     ItemWriter, PauseRequest, ReleaseControl, ReleaseStore, ResumeRequest, StoreError, now_micros,
@@ -165,11 +167,15 @@ impl ReleaseStore for DynamoStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("#pk = :a")
-                .filter_expression("#sk = :app OR begins_with(#sk, :rel)")
+                .filter_expression("#sk = :app OR #sk = :ovr OR begins_with(#sk, :rel)")
                 .expression_attribute_names("#pk", PARTITION_KEY)
                 .expression_attribute_names("#sk", SORT_KEY)
                 .expression_attribute_values(":a", AttributeValue::S(app_id.to_owned()))
                 .expression_attribute_values(":app", AttributeValue::S(APP_SK.to_owned()))
+                .expression_attribute_values(
+                    ":ovr",
+                    AttributeValue::S(DEVICE_OVERRIDES_SK.to_owned()),
+                )
                 .expression_attribute_values(":rel", AttributeValue::S("release#".to_owned()))
                 .consistent_read(false)
                 .set_exclusive_start_key(start.take())
@@ -182,7 +188,7 @@ impl ReleaseStore for DynamoStore {
                 _ => break,
             }
         }
-        if items.is_empty() {
+        if !describes_an_app(items.iter().map(|(sk, _)| sk.as_str())) {
             return Ok(None);
         }
         let snap = AppSnapshot::from_items(items.iter().map(|(sk, i)| (sk.as_str(), i)));

@@ -11,7 +11,10 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveSpecification, TimeToLiveStatus};
 
 use crate::domain::device::{ChannelSource, DeviceState};
-use crate::store::dynamo::{PARTITION_KEY, conditional_write, create_keyed_table, unavailable};
+use crate::domain::release::{DEVICE_OVERRIDES_SINCE, DEVICE_OVERRIDES_SK};
+use crate::store::dynamo::{
+    PARTITION_KEY, SORT_KEY, conditional_write, create_keyed_table, unavailable,
+};
 use crate::store::{DeviceStore, StoreError};
 
 /// Sort key of the devices table: the device's lowercase UUID.
@@ -80,22 +83,50 @@ pub(crate) fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// Device items in one DynamoDB table.
+/// Device items in one DynamoDB table; the releases table holds each app's
+/// `device_overrides` marker.
 #[derive(Debug, Clone)]
 pub struct DynamoDevices {
     client: Client,
+    releases_table: String,
     table: String,
     ttl_secs: u64,
 }
 
 impl DynamoDevices {
     /// `ttl_secs`: how long an item lives after its last write (see `DEFAULT_DEVICE_TTL_SECS`).
-    pub fn new(client: Client, table: impl Into<String>, ttl_secs: u64) -> Self {
+    pub fn new(
+        client: Client,
+        releases_table: impl Into<String>,
+        table: impl Into<String>,
+        ttl_secs: u64,
+    ) -> Self {
         DynamoDevices {
             client,
+            releases_table: releases_table.into(),
             table: table.into(),
             ttl_secs,
         }
+    }
+
+    /// Writes the app's `device_overrides` marker (kept from the first override on). Written
+    /// before the override itself, so an override never exists without it: an update check
+    /// that finds no marker in the app's items may skip the device read. Not a transaction
+    /// with the override, because every override of an app writes this one item: concurrent
+    /// transactions on it would cancel each other, plain updates do not.
+    async fn mark_overrides(&self, app_id: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.releases_table)
+            .key(PARTITION_KEY, AttributeValue::S(app_id.to_owned()))
+            .key(SORT_KEY, AttributeValue::S(DEVICE_OVERRIDES_SK.to_owned()))
+            .update_expression("SET #since = if_not_exists(#since, :now)")
+            .expression_attribute_names("#since", DEVICE_OVERRIDES_SINCE)
+            .expression_attribute_values(":now", AttributeValue::N(now_unix().to_string()))
+            .send()
+            .await
+            .map_err(|e| unavailable("UpdateItem", e))?;
+        Ok(())
     }
 
     pub fn table(&self) -> &str {
@@ -201,6 +232,7 @@ impl DeviceStore for DynamoDevices {
         channel: &str,
         source: ChannelSource,
     ) -> Result<(), StoreError> {
+        self.mark_overrides(app_id).await?;
         let mut request = self
             .client
             .update_item()

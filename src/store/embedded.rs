@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::domain::release::{AppSnapshot, Item};
+use crate::domain::release::{AppSnapshot, Item, describes_an_app};
 use crate::store::{ItemWriter, ReleaseStore, StoreError};
 
 /// Items keyed like the DynamoDB table: `app_id` + `sk`, attributes as a JSON object.
@@ -241,7 +241,7 @@ impl ReleaseStore for EmbeddedStore {
         self.with_read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT sk, attrs FROM items WHERE app_id = ?1 AND (sk = 'app' OR sk >= 'release#' AND sk < 'release$')",
+                    "SELECT sk, attrs FROM items WHERE app_id = ?1 AND (sk = 'app' OR sk = 'device_overrides' OR sk >= 'release#' AND sk < 'release$')",
                 )
                 .map_err(unavailable)?;
             let rows = stmt
@@ -253,7 +253,7 @@ impl ReleaseStore for EmbeddedStore {
                 let item = decode(&sk, &attrs)?;
                 items.push((sk, item));
             }
-            if items.is_empty() {
+            if !describes_an_app(items.iter().map(|(sk, _)| sk.as_str())) {
                 return Ok(None);
             }
             Ok(Some(AppSnapshot::from_items(items.iter().map(|(sk, i)| (sk.as_str(), i)))))

@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension, params};
 use crate::domain::device::{ChannelSource, DeviceState};
 use crate::domain::evidence::{Evidence, EvidenceKey, EvidenceKind, EvidenceMark, mark_effect};
 use crate::domain::history::{REVISION_ATTR, revision_of};
-use crate::domain::release::{AttrValue, Item};
+use crate::domain::release::{AttrValue, DEVICE_OVERRIDES_SINCE, DEVICE_OVERRIDES_SK, Item};
 use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch, newest_failed_versions};
 use crate::store::embedded::{EmbeddedStore, decode, encode, unavailable};
 use crate::store::embedded_history::append_history;
@@ -120,15 +120,31 @@ impl DeviceStore for EmbeddedStore {
             (app_id.to_owned(), device_id.to_owned(), channel.to_owned());
         let expires = (now_unix() + self.device_ttl_secs) as i64;
         self.with_conn(move |conn| {
-            conn.execute(
-                "INSERT INTO devices (app_id, device_id, channel, channel_source, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+            let tx = conn.transaction().map_err(unavailable)?;
+            let changed = tx
+                .execute(
+                    "INSERT INTO devices (app_id, device_id, channel, channel_source, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (app_id, device_id) DO UPDATE SET channel = excluded.channel,
                    channel_source = excluded.channel_source, expires_at = excluded.expires_at
                  WHERE excluded.channel_source = 'operator' OR channel_source IS NULL
                    OR channel_source = excluded.channel_source",
-                params![app_id, device_id, channel, source.as_str(), expires],
-            )
-            .map_err(unavailable)?;
+                    params![app_id, device_id, channel, source.as_str(), expires],
+                )
+                .map_err(unavailable)?;
+            if changed > 0 {
+                // The app's marker (see `AppSnapshot::device_overrides`), in the same
+                // transaction as the override; kept from the first override on.
+                let marker = Item::from([(
+                    DEVICE_OVERRIDES_SINCE.to_owned(),
+                    AttrValue::N(now_unix().into()),
+                )]);
+                tx.execute(
+                    "INSERT INTO items (app_id, sk, attrs) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![app_id, DEVICE_OVERRIDES_SK, encode(&marker)?],
+                )
+                .map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)?;
             Ok(())
         })
         .await

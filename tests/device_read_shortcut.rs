@@ -1,0 +1,298 @@
+//! The update check reads a device's item only when the answer could depend on it, on both
+//! backends (the embedded store, and DynamoDB on moto with every call counted):
+//! - an up-to-date device of an app without device overrides costs no DynamoDB call once the
+//!   app's items are cached, and an offer costs one `GetItem` (the device's failed versions);
+//! - a failed version reported after the app's items were cached is honoured at the next check
+//!   (a check that could offer it reads the device);
+//! - an override set after the app's items were cached is honoured within `UPDRAFT_CACHE_TTL`
+//!   (its marker arrives with the next read of the app's items).
+
+#[path = "common/aws.rs"]
+mod aws_common;
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_common::{config_for, emulator, unique};
+use support::{APP_ID, DEVICE_ID, plugin_body};
+use updraft::api::{AppState, router};
+use updraft::aws::{AwsTimeouts, dynamo_client, s3_client};
+use updraft::bundles::local::LocalBundles;
+use updraft::bundles::s3::S3Bundles;
+use updraft::domain::device::ChannelSource;
+use updraft::domain::release::{AttrValue, Item, Target, release_sk};
+use updraft::store::cache::CachedReleases;
+use updraft::store::dynamo::{DynamoStore, create_table};
+use updraft::store::dynamo_devices::{DynamoDevices, create_devices_table};
+use updraft::store::dynamo_stats::DynamoStats;
+use updraft::store::embedded::EmbeddedStore;
+use updraft::store::{DeviceStore, ItemWriter};
+
+const SUM: &str = "6bb619125ffc6b696964190e3fac054b407d64d6e40423d2ec888e9f720afef5";
+/// The cache lifetime of these tests: long enough that every check but the awaited one is
+/// served from the cache, short enough to wait out.
+const TTL: Duration = Duration::from_secs(2);
+
+/// The DynamoDB operations a client sent (`GetItem`, `Query`, …).
+#[derive(Clone, Default, Debug)]
+struct Calls(Arc<Mutex<Vec<String>>>);
+
+impl Calls {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for Calls {
+    fn name(&self) -> &'static str {
+        "Calls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let op = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("?")
+            .to_owned();
+        self.0.lock().unwrap().push(op);
+        Ok(())
+    }
+}
+
+/// A server with a `TTL` cache, the operator's writers of the same stores, and (on DynamoDB)
+/// the server's calls.
+struct Harness {
+    origin: String,
+    items: Arc<dyn ItemWriter>,
+    devices: Arc<dyn DeviceStore>,
+    calls: Option<Calls>,
+    _keep: Option<tempfile::TempDir>,
+}
+
+async fn serve(state: AppState) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let app = updraft::api::source::with_source(router(Arc::new(state)), false);
+    tokio::spawn(
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .into_future(),
+    );
+    origin
+}
+
+async fn embedded() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let bundles = LocalBundles::open(dir.path(), Duration::from_secs(60)).unwrap();
+    let origin = serve(AppState::from_embedded(store.clone(), bundles, TTL, None)).await;
+    let shared = Arc::new(store);
+    Harness {
+        origin,
+        items: shared.clone(),
+        devices: shared,
+        calls: None,
+        _keep: Some(dir),
+    }
+}
+
+async fn dynamo() -> Harness {
+    let conf = config_for(&emulator("UPDRAFT_TEST_MOTO"), AwsTimeouts::SERVING).await;
+    let plain = dynamo_client(&conf);
+    let calls = Calls::default();
+    let counted = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&conf)
+            .interceptor(calls.clone())
+            .build(),
+    );
+    let (table, devices) = (unique("releases"), unique("devices"));
+    create_table(&plain, &table).await.unwrap();
+    create_devices_table(&plain, &devices).await.unwrap();
+    let store = Arc::new(DynamoStore::new(counted.clone(), table.clone()));
+    let state = AppState {
+        releases: CachedReleases::new(store.clone(), TTL),
+        devices: Arc::new(DynamoDevices::new(
+            counted.clone(),
+            table.clone(),
+            devices.clone(),
+            3600,
+        )),
+        stats: Arc::new(DynamoStats::new(
+            counted.clone(),
+            table.clone(),
+            devices.clone(),
+            3600,
+        )),
+        control: store,
+        signer: Arc::new(S3Bundles::new(
+            s3_client(&conf),
+            "bundles",
+            Duration::from_secs(60),
+        )),
+        local_bundles: None,
+        public_url: None,
+        delta: None,
+    };
+    let origin = serve(state).await;
+    Harness {
+        origin,
+        items: Arc::new(DynamoStore::new(plain.clone(), table.clone())),
+        devices: Arc::new(DynamoDevices::new(plain, table, devices, 3600)),
+        calls: Some(calls),
+        _keep: None,
+    }
+}
+
+impl Harness {
+    async fn release(&self, channel: &str, version: &str) {
+        let mut item = Item::new();
+        item.insert("version".into(), AttrValue::S(version.into()));
+        item.insert(
+            "url".into(),
+            AttrValue::S("https://cdn.example.com/b.zip".into()),
+        );
+        item.insert("checksum".into(), AttrValue::S(SUM.into()));
+        item.insert("allow_self_assign".into(), AttrValue::Bool(true));
+        self.items
+            .put_item(APP_ID, &release_sk(channel, Target::All), &item)
+            .await
+            .unwrap();
+    }
+
+    async fn post(&self, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        let res = reqwest::Client::new()
+            .post(format!("{}{path}", self.origin))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        res.json().await.unwrap()
+    }
+
+    /// The answer's error code, or the version it offers.
+    async fn check(&self, version_name: &str) -> String {
+        let a = self
+            .post("/updates", &plugin_body(APP_ID, "1.0.0", version_name))
+            .await;
+        a["error"]
+            .as_str()
+            .or(a["version"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The DynamoDB calls the server made since the last look (none on the embedded store).
+    fn calls(&self) -> Vec<String> {
+        self.calls.as_ref().map(Calls::take).unwrap_or_default()
+    }
+}
+
+async fn no_device_read_when_up_to_date(h: Harness) {
+    h.release("production", "1.0.1").await;
+    assert_eq!(h.check("1.0.1").await, "no_new_version_available");
+    if h.calls.is_some() {
+        // The first check reads the app's items, and nothing else.
+        assert_eq!(h.calls(), ["Query"]);
+    }
+    for _ in 0..5 {
+        assert_eq!(h.check("1.0.1").await, "no_new_version_available");
+    }
+    assert_eq!(h.calls(), Vec::<String>::new(), "cached and up to date");
+    // An offer reads the device once, to honour its failed versions.
+    assert_eq!(h.check("1.0.0").await, "1.0.1");
+    if h.calls.is_some() {
+        assert_eq!(h.calls(), ["GetItem"]);
+    }
+}
+
+#[tokio::test]
+async fn no_device_read_when_up_to_date_embedded() {
+    no_device_read_when_up_to_date(embedded().await).await;
+}
+
+#[tokio::test]
+async fn no_device_read_when_up_to_date_dynamo() {
+    no_device_read_when_up_to_date(dynamo().await).await;
+}
+
+async fn failed_version_after_caching(h: Harness) {
+    h.release("production", "1.0.1").await;
+    assert_eq!(h.check("1.0.0").await, "1.0.1");
+    let mut failed = plugin_body(APP_ID, "1.0.0", "1.0.1");
+    failed["action"] = "update_fail".into();
+    failed["old_version_name"] = "1.0.0".into();
+    failed["timestamp"] = 1_795_910_400_000u64.into();
+    h.post("/stats", &serde_json::json!([failed])).await;
+    // The app's items are still the cached ones; the check that would offer 1.0.1 reads the
+    // device and refuses it.
+    h.calls();
+    assert_eq!(h.check("1.0.0").await, "version_failed_on_device");
+    if h.calls.is_some() {
+        assert_eq!(h.calls(), ["GetItem"]);
+    }
+}
+
+#[tokio::test]
+async fn failed_version_after_caching_embedded() {
+    failed_version_after_caching(embedded().await).await;
+}
+
+#[tokio::test]
+async fn failed_version_after_caching_dynamo() {
+    failed_version_after_caching(dynamo().await).await;
+}
+
+async fn override_after_caching(h: Harness) {
+    h.release("production", "1.0.1").await;
+    h.release("beta", "1.0.2").await;
+    let cached_at = Instant::now();
+    assert_eq!(h.check("1.0.1").await, "no_new_version_available");
+    h.devices
+        .set_channel(APP_ID, DEVICE_ID, "beta", ChannelSource::Operator)
+        .await
+        .unwrap();
+    // Honoured once the cached items (read without the marker) expire: awaited, bounded.
+    let deadline = cached_at + TTL + Duration::from_secs(3);
+    loop {
+        match h.check("1.0.1").await.as_str() {
+            "1.0.2" => break,
+            "no_new_version_available" if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => panic!("the override was not honoured within the cache TTL: {other}"),
+        }
+    }
+    // From then on every check of the app reads the device's item.
+    h.calls();
+    assert_eq!(h.check("1.0.2").await, "no_new_version_available");
+    if h.calls.is_some() {
+        assert_eq!(h.calls(), ["GetItem"]);
+    }
+    // Removing the override keeps the marker (reads continue; answers follow the device).
+    h.devices
+        .unset_channel(APP_ID, DEVICE_ID, None)
+        .await
+        .unwrap();
+    assert_eq!(h.check("1.0.2").await, "1.0.1");
+}
+
+#[tokio::test]
+async fn override_after_caching_embedded() {
+    override_after_caching(embedded().await).await;
+}
+
+#[tokio::test]
+async fn override_after_caching_dynamo() {
+    override_after_caching(dynamo().await).await;
+}
