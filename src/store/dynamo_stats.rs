@@ -19,6 +19,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteIt
 use sha2::{Digest, Sha256};
 
 use crate::domain::evidence::{Evidence, EvidenceKey, EvidenceKind, EvidenceMark};
+use crate::domain::hourly::{
+    HOURLY_KEEP_SECS, HOURLY_SK_PREFIX, HourlyCount, HourlyIncrements, hour_expires_at, hour_of,
+    hourly_sort_key,
+};
 use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch, newest_failed_versions};
 use crate::store::dynamo::{PARTITION_KEY, SORT_KEY, unavailable};
 use crate::store::dynamo_devices::{
@@ -160,6 +164,76 @@ impl DynamoStats {
 
     pub fn devices_table(&self) -> &str {
         &self.devices_table
+    }
+
+    /// `record_evidence` at time `now` (seconds since the epoch): the hour its counted marks
+    /// add to.
+    pub async fn record_evidence_at(
+        &self,
+        marks: &[EvidenceMark],
+        now: u64,
+    ) -> Result<Vec<(EvidenceKey, Evidence)>, StoreError> {
+        let expires_at = now.saturating_add(self.device_ttl_secs);
+        let mut out: BTreeMap<EvidenceKey, Evidence> = BTreeMap::new();
+        let mut hourly = HourlyIncrements::default();
+        for m in marks {
+            let Some(e) = self.record_mark(m, expires_at).await? else {
+                continue;
+            };
+            hourly.add(&m.key.sk, &m.key.version, hour_of(now), m.kind);
+            if m.kind == EvidenceKind::Failure {
+                out.insert(m.key.clone(), e);
+            }
+        }
+        if let Some(app_id) = marks.first().map(|m| m.key.app_id.as_str()) {
+            for ((sk, version, hour), (attempts, failures)) in &hourly.by_bucket {
+                self.add_hourly(app_id, sk, version, *hour, *attempts, *failures)
+                    .await?;
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Adds to one hour's item (`<app_id>#evidence`, `h#<hour>#<release>#<version>`, beside
+    /// the release tallies), which expires `HOURLY_KEEP_SECS` after the hour: 1 write unit.
+    async fn add_hourly(
+        &self,
+        app_id: &str,
+        sk: &str,
+        version: &str,
+        hour: u64,
+        attempts: u64,
+        failures: u64,
+    ) -> Result<(), StoreError> {
+        let n = |v: u64| AttributeValue::N(v.to_string());
+        self.client
+            .update_item()
+            .table_name(&self.devices_table)
+            .key(
+                PARTITION_KEY,
+                AttributeValue::S(evidence_partition(app_id, None)),
+            )
+            .key(
+                DEVICE_KEY,
+                AttributeValue::S(hourly_sort_key(hour, sk, version)),
+            )
+            .update_expression("ADD #a :a, #f :f SET #r = :r, #v = :v, #h = :h, #exp = :exp")
+            .expression_attribute_names("#a", "attempts")
+            .expression_attribute_names("#f", "failures")
+            .expression_attribute_names("#r", "release")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#h", "hour")
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":a", n(attempts))
+            .expression_attribute_values(":f", n(failures))
+            .expression_attribute_values(":r", AttributeValue::S(sk.to_owned()))
+            .expression_attribute_values(":v", AttributeValue::S(version.to_owned()))
+            .expression_attribute_values(":h", n(hour))
+            .expression_attribute_values(":exp", n(hour_expires_at(hour)))
+            .send()
+            .await
+            .map_err(|e| unavailable("UpdateItem", e))?;
+        Ok(())
     }
 
     /// The failed versions the devices of a batch's failures already have (one consistent
@@ -507,21 +581,13 @@ impl StatsSink for DynamoStats {
     }
 
     /// Marks one after the other (at most `MAX_MARKS_PER_BATCH`, in order: an attempt before
-    /// its failure), each at most three single-item writes of under 1 KB: 1 write unit each.
+    /// its failure), each at most three single-item writes of under 1 KB: 1 write unit each;
+    /// then one `UpdateItem` per (release, version) counted, adding to this hour's item.
     async fn record_evidence(
         &self,
         marks: &[EvidenceMark],
     ) -> Result<Vec<(EvidenceKey, Evidence)>, StoreError> {
-        let expires_at = now_unix().saturating_add(self.device_ttl_secs);
-        let mut out: BTreeMap<EvidenceKey, Evidence> = BTreeMap::new();
-        for m in marks {
-            if let Some(e) = self.record_mark(m, expires_at).await?
-                && m.kind == EvidenceKind::Failure
-            {
-                out.insert(m.key.clone(), e);
-            }
-        }
-        Ok(out.into_iter().collect())
+        self.record_evidence_at(marks, now_unix()).await
     }
 
     /// One strongly consistent GetItem of the release's tally.
@@ -657,6 +723,68 @@ impl StatsSink for DynamoStats {
             }
         }
         Ok(totals.into_iter().collect())
+    }
+
+    /// One Query (paged) of the app's hourly items from `since_hour` on: the hour leads the
+    /// sort key, so the window is one key range. Items DynamoDB's TTL has not removed yet
+    /// are skipped by their hour.
+    async fn hourly(&self, app_id: &str, since_hour: u64) -> Result<Vec<HourlyCount>, StoreError> {
+        let oldest = hour_of(now_unix().saturating_sub(HOURLY_KEEP_SECS));
+        let from = format!("{HOURLY_SK_PREFIX}{:010}", since_hour.max(oldest));
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.devices_table)
+                .key_condition_expression("#pk = :p AND #sk BETWEEN :from AND :to")
+                .expression_attribute_names("#pk", PARTITION_KEY)
+                .expression_attribute_names("#sk", DEVICE_KEY)
+                .expression_attribute_values(
+                    ":p",
+                    AttributeValue::S(evidence_partition(app_id, None)),
+                )
+                .expression_attribute_values(":from", AttributeValue::S(from.clone()))
+                .expression_attribute_values(
+                    ":to",
+                    AttributeValue::S(format!("{HOURLY_SK_PREFIX}~")),
+                )
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", e))?;
+            for item in page.items.unwrap_or_default() {
+                let text = |name: &str| match item.get(name) {
+                    Some(AttributeValue::S(s)) => Some(s.clone()),
+                    _ => None,
+                };
+                let num = |name: &str| match item.get(name) {
+                    Some(AttributeValue::N(n)) => n.parse::<u64>().ok(),
+                    _ => None,
+                };
+                let (Some(sk), Some(version), Some(hour)) =
+                    (text("release"), text("version"), num("hour"))
+                else {
+                    tracing::warn!(
+                        app_id,
+                        "hourly item without release, version or hour; skipped"
+                    );
+                    continue;
+                };
+                out.push(HourlyCount {
+                    sk,
+                    version,
+                    hour,
+                    attempts: num("attempts").unwrap_or(0),
+                    failures: num("failures").unwrap_or(0),
+                });
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(out),
+            }
+        }
     }
 }
 

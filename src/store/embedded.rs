@@ -143,6 +143,16 @@ impl EmbeddedStore {
                 expires_at INTEGER NOT NULL,
                 PRIMARY KEY (app_id, release)
             ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS hourly (
+                app_id TEXT NOT NULL,
+                hour INTEGER NOT NULL,
+                release TEXT NOT NULL,
+                version TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                failures INTEGER NOT NULL DEFAULT 0,
+                expires_at INTEGER NOT NULL,
+                PRIMARY KEY (app_id, hour, release, version)
+            ) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS stats_batches (
                 id TEXT PRIMARY KEY,
                 at INTEGER NOT NULL

@@ -11,6 +11,7 @@ use rusqlite::{OptionalExtension, params};
 use crate::domain::device::{ChannelSource, DeviceState};
 use crate::domain::evidence::{Evidence, EvidenceKey, EvidenceKind, EvidenceMark, mark_effect};
 use crate::domain::history::{REVISION_ATTR, revision_of};
+use crate::domain::hourly::{HourlyCount, HourlyIncrements, hour_expires_at, hour_of};
 use crate::domain::release::{AttrValue, DEVICE_OVERRIDES_SINCE, DEVICE_OVERRIDES_SK, Item};
 use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch, newest_failed_versions};
 use crate::store::embedded::{EmbeddedStore, decode, encode, unavailable};
@@ -34,7 +35,8 @@ const BATCH_MEMORY_SECS: u64 = 24 * 3600;
 pub const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl EmbeddedStore {
-    /// Forgets batch ids older than a day, and devices and evidence past their expiry: short writes,
+    /// Forgets batch ids older than a day, and devices, evidence and hourly counts past their
+    /// expiry: short writes,
     /// run on a timer (`spawn_housekeeping`), never inside a request.
     pub async fn housekeep(&self) -> Result<(), StoreError> {
         self.with_conn(|conn| {
@@ -46,7 +48,7 @@ impl EmbeddedStore {
             .map_err(unavailable)?;
             conn.execute("DELETE FROM devices WHERE expires_at < ?1", params![now])
                 .map_err(unavailable)?;
-            for table in ["evidence_marks", "evidence"] {
+            for table in ["evidence_marks", "evidence", "hourly"] {
                 conn.execute(
                     &format!("DELETE FROM {table} WHERE expires_at < ?1"),
                     params![now],
@@ -72,6 +74,111 @@ impl EmbeddedStore {
                 }
             }
         })
+    }
+}
+
+impl EmbeddedStore {
+    /// `record_evidence` at time `now` (seconds since the epoch): the hour its counted marks
+    /// add to. One transaction: a mark row per (release, kind, device), a count per (release,
+    /// kind, network), a tally per release, all expiring with the devices' TTL; and one row
+    /// per (release, version, hour) counted, kept `HOURLY_KEEP_SECS`.
+    pub async fn record_evidence_at(
+        &self,
+        marks: &[EvidenceMark],
+        now: u64,
+    ) -> Result<Vec<(EvidenceKey, Evidence)>, StoreError> {
+        let marks = marks.to_vec();
+        let ttl = self.device_ttl_secs;
+        let hour = hour_of(now);
+        self.with_conn(move |conn| {
+            let now = now as i64;
+            let expires = now + ttl as i64;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let mut failed: BTreeSet<EvidenceKey> = BTreeSet::new();
+            let mut hourly = HourlyIncrements::default();
+            for m in &marks {
+                let (app, id, kind) = (&m.key.app_id, m.key.id(), m.kind.as_str());
+                let fresh = tx
+                    .execute(
+                        "INSERT INTO evidence_marks (app_id, mark, n, expires_at) VALUES (?1, ?2, 1, ?3)
+                         ON CONFLICT DO NOTHING",
+                        params![app, format!("d#{kind}#{id}#{}", m.device_id), expires],
+                    )
+                    .map_err(unavailable)?
+                    == 1;
+                let network = format!("n#{kind}#{id}#{}", m.network);
+                let before: i64 = tx
+                    .query_row(
+                        "SELECT n FROM evidence_marks WHERE app_id = ?1 AND mark = ?2",
+                        params![app, network],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(unavailable)?
+                    .unwrap_or(0);
+                let effect = mark_effect(fresh, before.max(0) as u64, m.network_cap);
+                if !effect.counted {
+                    continue;
+                }
+                tx.execute(
+                    "INSERT INTO evidence_marks (app_id, mark, n, expires_at) VALUES (?1, ?2, 1, ?3)
+                     ON CONFLICT (app_id, mark) DO UPDATE SET n = n + 1, expires_at = excluded.expires_at",
+                    params![app, network, expires],
+                )
+                .map_err(unavailable)?;
+                let (attempts, failures, networks) = match m.kind {
+                    EvidenceKind::Attempt => (1, 0, 0),
+                    EvidenceKind::Failure => (0, 1, i64::from(effect.new_network)),
+                };
+                tx.execute(
+                    "INSERT INTO evidence (app_id, release, attempts, failures, failing_networks, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (app_id, release) DO UPDATE SET attempts = attempts + excluded.attempts,
+                       failures = failures + excluded.failures,
+                       failing_networks = failing_networks + excluded.failing_networks,
+                       expires_at = excluded.expires_at",
+                    params![app, id, attempts, failures, networks, expires],
+                )
+                .map_err(unavailable)?;
+                hourly.add(&m.key.sk, &m.key.version, hour, m.kind);
+                if m.kind == EvidenceKind::Failure {
+                    failed.insert(m.key.clone());
+                }
+            }
+            let app = marks.first().map(|m| m.key.app_id.as_str()).unwrap_or_default();
+            for ((sk, version, hour), (attempts, failures)) in &hourly.by_bucket {
+                tx.execute(
+                    "INSERT INTO hourly (app_id, hour, release, version, attempts, failures, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (app_id, hour, release, version) DO UPDATE SET
+                       attempts = attempts + excluded.attempts, failures = failures + excluded.failures",
+                    params![app, *hour as i64, sk, version, *attempts as i64, *failures as i64, hour_expires_at(*hour) as i64],
+                )
+                .map_err(unavailable)?;
+            }
+            let mut out = Vec::with_capacity(failed.len());
+            for key in failed {
+                let e = tx
+                    .query_row(
+                        "SELECT attempts, failures, failing_networks FROM evidence WHERE app_id = ?1 AND release = ?2",
+                        params![key.app_id, key.id()],
+                        |r| {
+                            Ok(Evidence {
+                                attempts: r.get::<_, i64>(0)?.max(0) as u64,
+                                failures: r.get::<_, i64>(1)?.max(0) as u64,
+                                failing_networks: r.get::<_, i64>(2)?.max(0) as u64,
+                            })
+                        },
+                    )
+                    .map_err(unavailable)?;
+                out.push((key, e));
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(out)
+        })
+        .await
     }
 }
 
@@ -231,90 +338,11 @@ impl StatsSink for EmbeddedStore {
         .await
     }
 
-    /// One transaction: a mark row per (release, kind, device), a count per (release, kind,
-    /// network), a tally per release; all expire with the devices' TTL.
     async fn record_evidence(
         &self,
         marks: &[EvidenceMark],
     ) -> Result<Vec<(EvidenceKey, Evidence)>, StoreError> {
-        let marks = marks.to_vec();
-        let ttl = self.device_ttl_secs;
-        self.with_conn(move |conn| {
-            let now = now_unix() as i64;
-            let expires = now + ttl as i64;
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(unavailable)?;
-            let mut failed: BTreeSet<EvidenceKey> = BTreeSet::new();
-            for m in &marks {
-                let (app, id, kind) = (&m.key.app_id, m.key.id(), m.kind.as_str());
-                let fresh = tx
-                    .execute(
-                        "INSERT INTO evidence_marks (app_id, mark, n, expires_at) VALUES (?1, ?2, 1, ?3)
-                         ON CONFLICT DO NOTHING",
-                        params![app, format!("d#{kind}#{id}#{}", m.device_id), expires],
-                    )
-                    .map_err(unavailable)?
-                    == 1;
-                let network = format!("n#{kind}#{id}#{}", m.network);
-                let before: i64 = tx
-                    .query_row(
-                        "SELECT n FROM evidence_marks WHERE app_id = ?1 AND mark = ?2",
-                        params![app, network],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(unavailable)?
-                    .unwrap_or(0);
-                let effect = mark_effect(fresh, before.max(0) as u64, m.network_cap);
-                if !effect.counted {
-                    continue;
-                }
-                tx.execute(
-                    "INSERT INTO evidence_marks (app_id, mark, n, expires_at) VALUES (?1, ?2, 1, ?3)
-                     ON CONFLICT (app_id, mark) DO UPDATE SET n = n + 1, expires_at = excluded.expires_at",
-                    params![app, network, expires],
-                )
-                .map_err(unavailable)?;
-                let (attempts, failures, networks) = match m.kind {
-                    EvidenceKind::Attempt => (1, 0, 0),
-                    EvidenceKind::Failure => (0, 1, i64::from(effect.new_network)),
-                };
-                tx.execute(
-                    "INSERT INTO evidence (app_id, release, attempts, failures, failing_networks, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (app_id, release) DO UPDATE SET attempts = attempts + excluded.attempts,
-                       failures = failures + excluded.failures,
-                       failing_networks = failing_networks + excluded.failing_networks,
-                       expires_at = excluded.expires_at",
-                    params![app, id, attempts, failures, networks, expires],
-                )
-                .map_err(unavailable)?;
-                if m.kind == EvidenceKind::Failure {
-                    failed.insert(m.key.clone());
-                }
-            }
-            let mut out = Vec::with_capacity(failed.len());
-            for key in failed {
-                let e = tx
-                    .query_row(
-                        "SELECT attempts, failures, failing_networks FROM evidence WHERE app_id = ?1 AND release = ?2",
-                        params![key.app_id, key.id()],
-                        |r| {
-                            Ok(Evidence {
-                                attempts: r.get::<_, i64>(0)?.max(0) as u64,
-                                failures: r.get::<_, i64>(1)?.max(0) as u64,
-                                failing_networks: r.get::<_, i64>(2)?.max(0) as u64,
-                            })
-                        },
-                    )
-                    .map_err(unavailable)?;
-                out.push((key, e));
-            }
-            tx.commit().map_err(unavailable)?;
-            Ok(out)
-        })
-        .await
+        self.record_evidence_at(marks, now_unix()).await
     }
 
     async fn evidence(&self, key: &EvidenceKey) -> Result<Evidence, StoreError> {
@@ -386,6 +414,31 @@ impl StatsSink for EmbeddedStore {
                 out.entry(key).or_default().insert(action, n.max(0) as u64);
             }
             Ok(out.into_iter().collect())
+        })
+        .await
+    }
+
+    async fn hourly(&self, app_id: &str, since_hour: u64) -> Result<Vec<HourlyCount>, StoreError> {
+        let app_id = app_id.to_owned();
+        self.with_read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT hour, release, version, attempts, failures FROM hourly
+                     WHERE app_id = ?1 AND hour >= ?2 ORDER BY hour, release, version",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![app_id, since_hour as i64], |r| {
+                    Ok(HourlyCount {
+                        hour: r.get::<_, i64>(0)?.max(0) as u64,
+                        sk: r.get(1)?,
+                        version: r.get(2)?,
+                        attempts: r.get::<_, i64>(3)?.max(0) as u64,
+                        failures: r.get::<_, i64>(4)?.max(0) as u64,
+                    })
+                })
+                .map_err(unavailable)?;
+            rows.map(|r| r.map_err(unavailable)).collect()
         })
         .await
     }

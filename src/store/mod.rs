@@ -16,6 +16,7 @@ use crate::domain::device::{ChannelSource, DeviceState};
 use crate::domain::evidence::{Evidence, EvidenceKey, EvidenceMark};
 use crate::domain::health::Health;
 use crate::domain::history::{Expected, HistoryAction, HistoryEntry};
+use crate::domain::hourly::HourlyCount;
 use crate::domain::release::{AppSnapshot, Item, parse_release_sk};
 use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch};
 
@@ -128,7 +129,8 @@ pub trait StatsSink: Send + Sync {
     /// without double counting; a batch already applied (same `id`) is not applied again.
     async fn record(&self, batch: &StatsBatch) -> Result<(), StoreError>;
     /// Records evidence marks: each (release, kind, device) counts once, and only while its
-    /// network has counted fewer than `network_cap` devices of that kind. Returns the evidence
+    /// network has counted fewer than `network_cap` devices of that kind; each counted mark
+    /// also adds to its version's count of this hour (`domain::hourly`). Returns the evidence
     /// of each release for which this call counted a new failure (only those can pause).
     async fn record_evidence(
         &self,
@@ -142,6 +144,9 @@ pub trait StatsSink: Send + Sync {
     /// The action counts of every release of an app.
     async fn app_counts(&self, app_id: &str)
     -> Result<Vec<(CounterKey, ActionCounts)>, StoreError>;
+    /// The hourly evidence counts of every release item of an app, from `since_hour` on (at
+    /// most `HOURLY_KEEP_SECS` back), in hour order: the dashboard's curves.
+    async fn hourly(&self, app_id: &str, since_hour: u64) -> Result<Vec<HourlyCount>, StoreError>;
 }
 
 /// Pausing and resuming release items, with conditions so that a pause never lands on a
