@@ -42,6 +42,15 @@ if [ ! -x "$tools/bin/s3s-fs" ]; then
   cargo install s3s-fs --version 0.14.1 --locked --features binary --root "$tools" --quiet
 fi
 
+# Headless Chromium and its WebDriver, for the dashboard's browser tests (tests/dashboard.rs).
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  say "installing chromium and chromium-driver (Debian packages)"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 # The real Capgo CLI, for the fixture app the tests zip with it.
 fixture=$repo/tests/fixtures/capgo-app
 if [ ! -x "$fixture/node_modules/.bin/capgo" ]; then
@@ -53,3 +62,6 @@ fi
 
 export PATH="$tools/bin:$venv/bin:$PATH"
 export UPDRAFT_TOOLS=$tools
+UPDRAFT_TEST_CHROMEDRIVER=$(command -v chromedriver)
+UPDRAFT_TEST_CHROMIUM=$(command -v chromium)
+export UPDRAFT_TEST_CHROMEDRIVER UPDRAFT_TEST_CHROMIUM

@@ -35,6 +35,8 @@ curl -sf "http://127.0.0.1:$moto_port/moto-api/" >/dev/null || { cat "$work/moto
 export UPDRAFT_TEST_MOTO="http://127.0.0.1:$moto_port"
 export UPDRAFT_TEST_S3S="http://127.0.0.1:$s3s_port"
 export UPDRAFT_TEST_CAPGO="$repo/tests/fixtures/capgo-app"
+# tests/dashboard.rs starts chromedriver itself, on a free port (scripts/setup.sh installs it).
+export UPDRAFT_TEST_CHROMEDRIVER UPDRAFT_TEST_CHROMIUM
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

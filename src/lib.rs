@@ -14,6 +14,7 @@ pub mod bundle_files;
 pub mod bundle_zip;
 pub mod bundles;
 pub mod cli;
+pub mod dashboard;
 pub mod domain;
 pub mod lambda;
 pub mod logging;

@@ -73,6 +73,21 @@ pub enum Command {
     /// Why a device gets (or does not get) an update: the decision from the live store, with
     /// every rule it passed or stopped at.
     Explain(ExplainArgs),
+    /// Release health at a glance, with the levers beside it: a web page on loopback, behind
+    /// a random token, acting with your own credentials.
+    Dashboard(DashboardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    #[command(flatten)]
+    pub op: OpArgs,
+    /// Loopback address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub addr: SocketAddr,
+    /// Open the page in the default browser.
+    #[arg(long)]
+    pub open: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -730,6 +745,7 @@ impl Command {
     fn op(&self) -> (&OpArgs, &'static str, bool) {
         match self {
             Command::Serve(_) => unreachable!("serve is not an operator command"),
+            Command::Dashboard(a) => (&a.op, "dashboard", false),
             Command::Release(a) => (&a.app.op, "release", true),
             Command::Rollback(a) => (&a.release.app.op, "rollback", false),
             Command::Promote(a) => (&a.app.op, "promote", false),
@@ -773,11 +789,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let (op, name, create) = cli.command.op();
     let json = op.json;
     let result = async {
+        if let Command::Dashboard(args) = &cli.command {
+            crate::dashboard::require_loopback(args.addr)?;
+        }
         let stores = op.store.backend()?.operator_stores(create, json).await?;
+        if let Command::Dashboard(args) = &cli.command {
+            return dashboard(args, stores).await;
+        }
         execute(&cli.command, &stores).await
     }
     .await;
     match result {
+        // The dashboard printed its one JSON line when it started.
+        Ok(report) if report.json.is_null() && report.text.is_empty() => Ok(()),
         Ok(report) => {
             report.print(json);
             Ok(())
@@ -802,7 +826,7 @@ async fn execute(command: &Command, stores: &OperatorStores) -> anyhow::Result<R
         app_list, app_set, channel_list, channel_set, history, promote, rollback,
     };
     match command {
-        Command::Serve(_) => unreachable!("handled by run"),
+        Command::Serve(_) | Command::Dashboard(_) => unreachable!("handled by run"),
         Command::Release(a) => release(a, stores).await,
         Command::Rollback(a) => {
             let r = &a.release;
@@ -870,6 +894,52 @@ async fn execute(command: &Command, stores: &OperatorStores) -> anyhow::Result<R
         }
         Command::Rollout(c) => crate::cli::rollout::run(c, stores).await,
         Command::Explain(a) => crate::cli::rollout::explain(a, stores).await,
+    }
+}
+
+/// `updraft dashboard`: prints the URL (with `--json`, as one JSON line), then serves until
+/// ctrl-c.
+async fn dashboard(args: &DashboardArgs, stores: OperatorStores) -> anyhow::Result<Report> {
+    let bound = crate::dashboard::bind(stores, args.addr).await?;
+    let addr = bound.listener.local_addr()?;
+    if args.op.json {
+        println!(
+            "{}",
+            serde_json::json!({ "url": bound.url, "addr": addr.to_string() })
+        );
+    } else {
+        println!(
+            "Updraft dashboard ({}): open {}\n(the token in this URL is the only way in; ctrl-c stops it)",
+            args.op.store.describe(),
+            bound.url
+        );
+    }
+    if args.open {
+        open_browser(&bound.url);
+    }
+    crate::dashboard::serve(bound).await?;
+    Ok(Report {
+        json: serde_json::Value::Null,
+        text: String::new(),
+    })
+}
+
+/// Opens `url` with the desktop's opener; the URL is printed anyway when none works.
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(windows) {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
+    if let Err(e) = std::process::Command::new(opener)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        eprintln!("could not start {opener} ({e}); open the URL above by hand");
     }
 }
 

@@ -12,7 +12,7 @@ use crate::cli::{ExplainArgs, ReleaseRef, RolloutCommand, target_of};
 use crate::domain::decide::{Decision, decide_traced};
 use crate::domain::health::{AutoPausePolicy, wilson_lower_bound, wilson_upper_bound};
 use crate::domain::protocol::parse_update_request;
-use crate::domain::release::release_sk;
+use crate::domain::release::{Target, release_sk};
 use crate::domain::rollout::{
     self, Change, RolloutState, Verdict, parse_percent, percent_text, steps_text,
 };
@@ -21,42 +21,97 @@ use crate::rollouts::{change_rollout, evidence_key, now_unix, rollout_of, tick, 
 
 /// Runs one `updraft rollout` subcommand.
 pub async fn run(command: &RolloutCommand, stores: &OperatorStores) -> anyhow::Result<Report> {
+    async fn on(
+        stores: &OperatorStores,
+        r: &ReleaseRef,
+        action: RolloutAction,
+    ) -> anyhow::Result<Report> {
+        rollout_change(
+            stores,
+            &r.app.app,
+            &r.channel,
+            target_of(r.platform),
+            action,
+        )
+        .await
+    }
     match command {
-        RolloutCommand::Status(r) => status(stores, r).await,
+        RolloutCommand::Status(r) => {
+            rollout_status(stores, &r.app.app, &r.channel, target_of(r.platform)).await
+        }
         RolloutCommand::Set(a) => {
             let bp = parse_percent(a.percent).map_err(|e| anyhow::anyhow!("--percent {e}"))?;
-            change(stores, &a.release, "set", move |r| {
-                if r.state == RolloutState::Aborted {
-                    bail!("the rollout was aborted; start a new one with `updraft release … --rollout`");
+            on(stores, &a.release, RolloutAction::Set(bp)).await
+        }
+        RolloutCommand::Pause(r) => on(stores, r, RolloutAction::Pause).await,
+        RolloutCommand::Resume(r) => on(stores, r, RolloutAction::Resume).await,
+        RolloutCommand::Abort(r) => on(stores, r, RolloutAction::Abort).await,
+        RolloutCommand::Complete(r) => on(stores, r, RolloutAction::Complete).await,
+        RolloutCommand::Tick(a) => {
+            let rows = tick(stores, a.app.as_deref(), now_unix()).await?;
+            let text = tick_text(&rows);
+            Report::new(&rows, text)
+        }
+    }
+}
+
+/// What an operator does to a rollout (`updraft rollout set|pause|resume|abort|complete`,
+/// and the dashboard's buttons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutAction {
+    /// Set the share, in basis points (0.01 %).
+    Set(u32),
+    Pause,
+    Resume,
+    Abort,
+    Complete,
+}
+
+/// One operator change of the rollout of `channel`/`target`, with its history entry naming
+/// the operator.
+pub async fn rollout_change(
+    stores: &OperatorStores,
+    app_id: &str,
+    channel: &str,
+    target: Target,
+    action: RolloutAction,
+) -> anyhow::Result<Report> {
+    match action {
+        RolloutAction::Set(bp) => change(stores, app_id, channel, target, "set", move |r| {
+            if r.state == RolloutState::Aborted {
+                bail!(
+                    "the rollout was aborted; start a new one with `updraft release … --rollout`"
+                );
+            }
+            Ok((r.basis_points != bp).then(|| {
+                (
+                    Change::SetShare(bp),
+                    format!(
+                        "share {} -> {} by hand",
+                        percent_text(r.basis_points),
+                        percent_text(bp)
+                    ),
+                )
+            }))
+        })
+        .await,
+        RolloutAction::Pause => {
+            change(stores, app_id, channel, target, "pause", |ro| {
+                match ro.state {
+                    RolloutState::Active => Ok(Some((
+                        Change::Pause(None),
+                        format!("paused at {} by hand", percent_text(ro.basis_points)),
+                    ))),
+                    RolloutState::Paused => Ok(None),
+                    RolloutState::Aborted => {
+                        bail!("the rollout was aborted; there is nothing to pause")
+                    }
                 }
-                Ok((r.basis_points != bp).then(|| {
-                    (
-                        Change::SetShare(bp),
-                        format!(
-                            "share {} -> {} by hand",
-                            percent_text(r.basis_points),
-                            percent_text(bp)
-                        ),
-                    )
-                }))
             })
             .await
         }
-        RolloutCommand::Pause(r) => {
-            change(stores, r, "pause", |ro| match ro.state {
-                RolloutState::Active => Ok(Some((
-                    Change::Pause(None),
-                    format!("paused at {} by hand", percent_text(ro.basis_points)),
-                ))),
-                RolloutState::Paused => Ok(None),
-                RolloutState::Aborted => {
-                    bail!("the rollout was aborted; there is nothing to pause")
-                }
-            })
-            .await
-        }
-        RolloutCommand::Resume(r) => {
-            change(stores, r, "resume", |ro| match ro.state {
+        RolloutAction::Resume => change(stores, app_id, channel, target, "resume", |ro| {
+            match ro.state {
                 RolloutState::Paused => Ok(Some((
                     Change::Resume,
                     format!(
@@ -68,24 +123,26 @@ pub async fn run(command: &RolloutCommand, stores: &OperatorStores) -> anyhow::R
                 RolloutState::Aborted => bail!(
                     "the rollout was aborted; start a new one with `updraft release … --rollout`"
                 ),
+            }
+        })
+        .await,
+        RolloutAction::Abort => {
+            change(stores, app_id, channel, target, "abort", |ro| {
+                match ro.state {
+                    RolloutState::Aborted => Ok(None),
+                    _ => Ok(Some((
+                        Change::Abort(None),
+                        format!(
+                            "aborted at {} by hand: everyone is offered the stable version",
+                            percent_text(ro.basis_points)
+                        ),
+                    ))),
+                }
             })
             .await
         }
-        RolloutCommand::Abort(r) => {
-            change(stores, r, "abort", |ro| match ro.state {
-                RolloutState::Aborted => Ok(None),
-                _ => Ok(Some((
-                    Change::Abort(None),
-                    format!(
-                        "aborted at {} by hand: everyone is offered the stable version",
-                        percent_text(ro.basis_points)
-                    ),
-                ))),
-            })
-            .await
-        }
-        RolloutCommand::Complete(r) => {
-            change(stores, r, "complete", |ro| {
+        RolloutAction::Complete => {
+            change(stores, app_id, channel, target, "complete", |ro| {
                 if ro.state == RolloutState::Aborted {
                     bail!(
                         "the rollout was aborted; release {} again to serve it",
@@ -102,11 +159,6 @@ pub async fn run(command: &RolloutCommand, stores: &OperatorStores) -> anyhow::R
                 )))
             })
             .await
-        }
-        RolloutCommand::Tick(a) => {
-            let rows = tick(stores, a.app.as_deref(), now_unix()).await?;
-            let text = tick_text(&rows);
-            Report::new(&rows, text)
         }
     }
 }
@@ -127,25 +179,25 @@ struct ChangeResult {
 
 async fn change(
     stores: &OperatorStores,
-    r: &ReleaseRef,
+    app_id: &str,
+    channel: &str,
+    target: Target,
     action: &'static str,
     decide: impl FnOnce(&rollout::Rollout) -> anyhow::Result<Option<(Change, String)>>,
 ) -> anyhow::Result<Report> {
-    let (app_id, target) = (&r.app.app, target_of(r.platform));
     let snap = require_app(stores, app_id).await?;
-    require_channel(&snap, app_id, &r.channel)?;
+    require_channel(&snap, app_id, channel)?;
     let who = stores.identity.who().await?;
-    let changed =
-        change_rollout(stores, app_id, &r.channel, target, &who, now_unix(), decide).await?;
-    let place = format!("{app_id} {}/{}", r.channel, target.as_str());
+    let changed = change_rollout(stores, app_id, channel, target, &who, now_unix(), decide).await?;
+    let place = format!("{app_id} {channel}/{}", target.as_str());
     let text = match &changed {
         Some(c) => format!("{place}: {}.", c.entry.detail.as_deref().unwrap_or(action)),
         None => format!("{place}: nothing to change (the rollout is already so)."),
     };
     Report::new(
         &ChangeResult {
-            app_id: app_id.clone(),
-            channel: r.channel.clone(),
+            app_id: app_id.to_owned(),
+            channel: channel.to_owned(),
             platform: target.as_str().to_owned(),
             action,
             changed: changed.is_some(),
@@ -181,12 +233,17 @@ struct Status {
     next: String,
 }
 
-async fn status(stores: &OperatorStores, r: &ReleaseRef) -> anyhow::Result<Report> {
-    let (app_id, target) = (&r.app.app, target_of(r.platform));
+/// `updraft rollout status` of `channel`/`target`.
+pub async fn rollout_status(
+    stores: &OperatorStores,
+    app_id: &str,
+    channel: &str,
+    target: Target,
+) -> anyhow::Result<Report> {
     let snap = require_app(stores, app_id).await?;
-    require_channel(&snap, app_id, &r.channel)?;
-    let sk = release_sk(&r.channel, target);
-    let what = format!("{}/{} of {app_id}", r.channel, target.as_str());
+    require_channel(&snap, app_id, channel)?;
+    let sk = release_sk(channel, target);
+    let what = format!("{channel}/{} of {app_id}", target.as_str());
     let item = stores.items.get_item(app_id, &sk).await?.with_context(|| {
         format!("{what} serves nothing (see `updraft channel list --app {app_id}`)")
     })?;
@@ -203,8 +260,8 @@ async fn status(stores: &OperatorStores, r: &ReleaseRef) -> anyhow::Result<Repor
         Verdict::Halt { why, .. } => format!("halt: {why}"),
     };
     let s = Status {
-        app_id: app_id.clone(),
-        channel: r.channel.clone(),
+        app_id: app_id.to_owned(),
+        channel: channel.to_owned(),
         platform: target.as_str().to_owned(),
         id: ro.id.clone(),
         stable_version: stable.version_text.clone(),

@@ -1,0 +1,654 @@
+//! `updraft dashboard` in a real browser: Debian's headless Chromium driven over the W3C
+//! WebDriver protocol (chromedriver, `UPDRAFT_TEST_CHROMEDRIVER`), on both backends (the
+//! embedded store, and DynamoDB on moto + S3 on s3s-fs). The page is refused without the
+//! token; a seeded app with a rollout and hourly evidence shows its channels, versions and a
+//! curve with one point per hour; pausing from the page (after its confirmation) makes the next
+//! update check `blocked` and history names the operator; a change from the CLI shows up by
+//! itself; a cross-origin POST is refused. Screenshots go to `target/dashboard-screenshots/`.
+
+#[path = "common/aws.rs"]
+mod aws_common;
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::*;
+use updraft::domain::evidence::{EvidenceKey, EvidenceKind, EvidenceMark};
+
+/// A minimal W3C WebDriver client: the dozen calls these tests make, over reqwest.
+struct Browser {
+    http: reqwest::Client,
+    session: String,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+/// The prefix of a web element reference's key in WebDriver answers.
+const ELEMENT: &str = "element-6066-11e4-";
+
+impl Browser {
+    async fn start() -> Browser {
+        let driver_path = std::env::var("UPDRAFT_TEST_CHROMEDRIVER").unwrap_or_else(|_| {
+            panic!("UPDRAFT_TEST_CHROMEDRIVER is not set: run the tests with scripts/test.sh, which installs chromium-driver")
+        });
+        let port = aws_common::closed_port();
+        let driver = Command::new(&driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {driver_path}: {e}"));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        eventually("chromedriver to be ready", || async {
+            let r = http.get(format!("{base}/status")).send().await.ok()?;
+            let v: Value = r.json().await.ok()?;
+            v["value"]["ready"].as_bool().filter(|r| *r)
+        })
+        .await;
+        let profile = tempfile::tempdir().unwrap();
+        let binary = std::env::var("UPDRAFT_TEST_CHROMIUM").unwrap_or("/usr/bin/chromium".into());
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": binary,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,1100",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        }}});
+        let v: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {v}"))
+            .to_owned();
+        Browser {
+            http,
+            session: format!("{base}/session/{session}"),
+            driver,
+            _profile: profile,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method, format!("{}{path}", self.session));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        v["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    async fn source(&self) -> String {
+        let v = self.call(reqwest::Method::GET, "/source", None).await;
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn url(&self) -> String {
+        let v = self.call(reqwest::Method::GET, "/url", None).await;
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The elements matching a CSS selector (none: empty).
+    async fn all(&self, css: &str) -> Vec<String> {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/elements",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await;
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                // The web element reference: the object's one member.
+                e.as_object()?
+                    .iter()
+                    .find(|(k, _)| k.starts_with(ELEMENT))
+                    .and_then(|(_, v)| v.as_str().map(str::to_owned))
+            })
+            .collect()
+    }
+
+    /// The first element matching `css`, waiting for it to appear.
+    async fn find(&self, css: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(e) = self.all(css).await.into_iter().next() {
+                return e;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "no element {css} on {}: {}",
+                    self.url().await,
+                    self.source().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let e = self.find(css).await;
+        let v = self
+            .call(reqwest::Method::GET, &format!("/element/{e}/text"), None)
+            .await;
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn attr(&self, css: &str, name: &str) -> String {
+        let e = self.find(css).await;
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/element/{e}/attribute/{name}"),
+                None,
+            )
+            .await;
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn window(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
+    }
+
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        use base64::Engine;
+        let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // The session's Chromium goes with chromedriver.
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Polls `f` every 100 ms until it gives a value; fails after 30 s.
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A running `updraft dashboard --json`, killed when dropped.
+struct Dashboard {
+    child: Child,
+    url: String,
+    origin: String,
+    token: String,
+}
+
+impl Dashboard {
+    fn start(env: &[(&str, &str)], cwd: &std::path::Path) -> Dashboard {
+        let mut child = updraft()
+            .args(["dashboard", "--addr", "127.0.0.1:0", "--json"])
+            .envs(env.iter().copied())
+            .current_dir(cwd)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("dashboard --json printed {line:?}: {e}"));
+        let url = v["url"].as_str().unwrap().to_owned();
+        let (origin, token) = url.split_once("/?token=").unwrap();
+        Dashboard {
+            origin: origin.to_owned(),
+            token: token.to_owned(),
+            url,
+            child,
+        }
+    }
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Setup {
+    env: Vec<(String, String)>,
+    tmp: tempfile::TempDir,
+    who: String,
+    name: &'static str,
+}
+
+impl Setup {
+    fn run(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = updraft()
+            .args(&all)
+            .envs(aws_common::pairs(&self.env))
+            .current_dir(self.tmp.path())
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn release(&self, version: &str, channel: &str, extra: &[&str]) {
+        let web = self.tmp.path().join(format!("www-{version}"));
+        write_web_dir(&web, &format!("bundle {version}"));
+        let web = web.display().to_string();
+        let mut args = vec![
+            "release",
+            "--app",
+            APP_ID,
+            "--version",
+            version,
+            "--dir",
+            &web,
+            "--channel",
+            channel,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args);
+    }
+}
+
+fn mark(version: &str, kind: EvidenceKind, device: usize) -> EvidenceMark {
+    EvidenceMark {
+        key: EvidenceKey {
+            app_id: APP_ID.into(),
+            sk: "release#production#all".into(),
+            version: version.into(),
+            epoch: 0,
+        },
+        kind,
+        device_id: format!("6a1f0b3e-1111-4222-8333-{device:012}"),
+        network: format!("10.0.{device}.0/24"),
+        network_cap: 10,
+    }
+}
+
+/// Hourly evidence of 1.1.0 on production: 3 devices five hours ago, 2 (one failing) three
+/// hours ago, 1 now. The curve spans six hours.
+fn seeded_marks(now: u64) -> Vec<(u64, Vec<EvidenceMark>)> {
+    use EvidenceKind::*;
+    vec![
+        (
+            now - 5 * 3600,
+            (1..=3).map(|d| mark("1.1.0", Attempt, d)).collect(),
+        ),
+        (
+            now - 3 * 3600,
+            vec![
+                mark("1.1.0", Attempt, 4),
+                mark("1.1.0", Attempt, 5),
+                mark("1.1.0", Failure, 5),
+            ],
+        ),
+        // Device 1 again: counted once by the evidence rule, so this hour adds only device 6.
+        (
+            now,
+            vec![mark("1.1.0", Attempt, 1), mark("1.1.0", Attempt, 6)],
+        ),
+    ]
+}
+
+fn points(attr: &str) -> usize {
+    attr.split_whitespace().count()
+}
+
+async fn dashboard_shows_and_drives_releases(s: Setup) {
+    s.release("1.0.1", "production", &[]);
+    s.release(
+        "1.1.0",
+        "production",
+        &[
+            "--rollout",
+            "5",
+            "--steps",
+            "5,25,100",
+            "--step-every",
+            "1h",
+        ],
+    );
+    s.release("1.1.0", "beta", &[]);
+    let env = aws_common::pairs(&s.env);
+    let dash = Dashboard::start(&env, s.tmp.path());
+
+    // Without the token: refused, in and out of the browser.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for path in ["/", "/app/com.example.app", "/app/com.example.app/live"] {
+        let r = http
+            .get(format!("{}{path}", dash.origin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "unauthorized");
+    }
+    let wrong = http
+        .get(format!("{}/?token=not-the-token", dash.origin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/", dash.origin)).await;
+    assert!(browser.source().await.contains("unauthorized"));
+    browser.goto(&dash.url).await;
+    // The token became a cookie and left the address bar.
+    assert_eq!(browser.url().await, format!("{}/", dash.origin));
+    browser.click("a.app").await;
+    browser.find("#live article").await;
+
+    // Channels and versions.
+    let prod = "article[data-channel='production'][data-platform='all']";
+    assert_eq!(browser.text(&format!("{prod} .version")).await, "1.0.1");
+    assert_eq!(
+        browser.text(&format!("{prod} .rollout-version")).await,
+        "1.1.0"
+    );
+    assert_eq!(browser.text(&format!("{prod} .percent")).await, "5%");
+    assert_eq!(
+        browser
+            .text("article[data-channel='beta'][data-platform='all'] .version")
+            .await,
+        "1.1.0"
+    );
+    // One point per hour over the six hours of evidence, zeros included.
+    let installs = browser
+        .attr(
+            &format!("{prod} polyline[data-version='1.1.0'][data-series='installs']"),
+            "points",
+        )
+        .await;
+    assert_eq!(points(&installs), 6, "{installs}");
+    let failures = browser
+        .attr(
+            &format!("{prod} polyline[data-version='1.1.0'][data-series='failures']"),
+            "points",
+        )
+        .await;
+    assert_eq!(points(&failures), 6);
+    assert_eq!(
+        points(
+            &browser
+                .attr(&format!("{prod} svg.rate polyline.lower"), "points")
+                .await
+        ),
+        6
+    );
+    let total = browser
+        .text(&format!(
+            "{prod} polyline[data-version='1.1.0'][data-series='installs'] title"
+        ))
+        .await;
+    let _ = total;
+    let shot = browser.screenshot(&format!("{}-app", s.name)).await;
+    println!("screenshot: {}", shot.display());
+    browser.window(390, 1400).await;
+    browser.screenshot(&format!("{}-phone", s.name)).await;
+    browser.window(1280, 1100).await;
+
+    // Before the pause, production offers an update.
+    let server = {
+        let mut env = env.clone();
+        env.push(("UPDRAFT_CACHE_TTL", "0"));
+        env.push(("UPDRAFT_ROLLOUT_INTERVAL", "0"));
+        Server::start(&[], &env)
+    };
+    let check = || async {
+        let mut body = plugin_body(APP_ID, "1.0.0", "builtin");
+        body["defaultChannel"] = "production".into();
+        let v: Value = reqwest::Client::new()
+            .post(server.url("/updates"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v
+    };
+    let before = check().await;
+    assert!(before["version"].is_string(), "{before}");
+
+    // Pause, with its confirmation page.
+    browser
+        .click(&format!("{prod} a[data-action='pause']"))
+        .await;
+    assert!(
+        browser
+            .text(".what")
+            .await
+            .starts_with("Pause production/all")
+    );
+    browser.screenshot(&format!("{}-confirm", s.name)).await;
+    browser.click("#confirm").await;
+    assert!(
+        browser.text("#done").await.contains("Paused"),
+        "{}",
+        browser.source().await
+    );
+    let after = check().await;
+    assert_eq!(after["kind"], "blocked", "{after}");
+    assert_eq!(after["error"], "release_paused", "{after}");
+    assert_eq!(
+        browser.text("#history tr:nth-child(2) .action").await,
+        "pause"
+    );
+    assert_eq!(browser.text("#history tr:nth-child(2) .who").await, s.who);
+    assert!(browser.all(&format!("{prod}.paused")).await.len() == 1);
+
+    // A change from the CLI shows up by itself (the page re-fetches its live part).
+    s.run(&["resume", "--app", APP_ID, "--channel", "production"]);
+    eventually("the page to show the resume", || async {
+        (browser.all(&format!("{prod}.paused")).await.is_empty()
+            && browser.text("#history tr:nth-child(2) .action").await == "resume")
+            .then_some(())
+    })
+    .await;
+    assert!(check().await["version"].is_string());
+
+    // Cross-origin POSTs are refused: from another page in the browser (Origin: null), and
+    // with the token but a foreign or missing Origin.
+    let form = format!(
+        "data:text/html,<form method=post action='{o}/act?token={t}'><input name=token value={t}><input name=app value={a}><input name=action value=rollout-abort><input name=channel value=production><button id=go>go</button></form>",
+        o = dash.origin,
+        t = dash.token,
+        a = APP_ID
+    );
+    browser.goto(&form).await;
+    browser.click("#go").await;
+    eventually("the refusal", || async {
+        browser
+            .source()
+            .await
+            .contains("forbidden_origin")
+            .then_some(())
+    })
+    .await;
+    let body = format!(
+        "token={}&app={APP_ID}&action=rollout-abort&channel=production&platform=all",
+        dash.token
+    );
+    let cookie = format!(
+        "updraft_dashboard_{}={}",
+        dash.origin.rsplit(':').next().unwrap(),
+        dash.token
+    );
+    for origin in [Some("http://evil.example"), None] {
+        let mut req = http
+            .post(format!("{}/act", dash.origin))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", &cookie)
+            .body(body.clone());
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 403, "Origin {origin:?}");
+    }
+    let status = s.run(&[
+        "rollout",
+        "status",
+        "--app",
+        APP_ID,
+        "--channel",
+        "production",
+    ]);
+    assert_eq!(status["state"], "active", "nothing was aborted: {status}");
+    // The same request from the dashboard's own origin goes through.
+    let ok = http
+        .post(format!("{}/act", dash.origin))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &cookie)
+        .header("origin", &dash.origin)
+        .body(body.replace("rollout-abort", "rollout-pause"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    let status = s.run(&[
+        "rollout",
+        "status",
+        "--app",
+        APP_ID,
+        "--channel",
+        "production",
+    ]);
+    assert_eq!(status["state"], "paused", "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboard_on_the_embedded_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let s = Setup {
+        env: vec![
+            ("UPDRAFT_DATA".into(), data.display().to_string()),
+            ("UPDRAFT_BACKEND".into(), "embedded".into()),
+            ("USER".into(), "dash-operator".into()),
+        ],
+        tmp,
+        who: "dash-operator".into(),
+        name: "embedded",
+    };
+    // The store must exist before the hourly evidence is seeded.
+    s.release("0.9.0", "staging", &[]);
+    let store = updraft::store::embedded::EmbeddedStore::open(&data).unwrap();
+    let now = updraft::rollouts::now_unix();
+    for (at, marks) in seeded_marks(now) {
+        store.record_evidence_at(&marks, at).await.unwrap();
+    }
+    drop(store);
+    dashboard_shows_and_drives_releases(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboard_on_dynamodb() {
+    let env = aws_common::binary_env().await;
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    let client = aws_common::moto_dynamo(updraft::aws::AwsTimeouts::OPERATOR).await;
+    let stats = updraft::store::dynamo_stats::DynamoStats::new(
+        client,
+        get("UPDRAFT_TABLE"),
+        get("UPDRAFT_DEVICES_TABLE"),
+        86_400,
+    );
+    let now = updraft::rollouts::now_unix();
+    for (at, marks) in seeded_marks(now) {
+        stats.record_evidence_at(&marks, at).await.unwrap();
+    }
+    let s = Setup {
+        env,
+        tmp: tempfile::tempdir().unwrap(),
+        // What moto's STS answers to GetCallerIdentity.
+        who: "arn:aws:sts::123456789012:user/moto".into(),
+        name: "dynamodb",
+    };
+    s.release("0.9.0", "staging", &[]);
+    dashboard_shows_and_drives_releases(s).await;
+}
+
+#[test]
+fn a_non_loopback_address_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = updraft()
+        .args(["dashboard", "--addr", "0.0.0.0:0", "--data"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("loopback"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
