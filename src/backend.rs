@@ -104,6 +104,7 @@ impl Backend {
                     local_bundles: None,
                     public_url: settings.public_url,
                     delta,
+                    metrics: crate::metrics::CheckMetrics::off(),
                 })
             }
         }

@@ -13,6 +13,7 @@ use tower::ServiceExt;
 
 use crate::api::router;
 use crate::backend::{Backend, OperatorStores, ServeSettings, seconds_from_env};
+use crate::metrics::CheckMetrics;
 
 /// Default `UPDRAFT_CACHE_TTL` on Lambda: a warm instance re-reads an app's releases at most
 /// every 10 s, so a new release reaches every device within that, at one read per instance.
@@ -29,7 +30,13 @@ pub async fn run() -> Result<(), lambda_http::Error> {
         url_ttl: crate::aws::url_ttl_from_env()?,
         public_url: None,
     };
-    let state = Arc::new(backend.app_state(settings).await?);
+    let mut state = backend.app_state(settings).await?;
+    // Counts instead of a log line per check (src/metrics.rs says what a reclaimed instance loses).
+    state.metrics = CheckMetrics::emf_stdout(seconds_from_env(
+        "UPDRAFT_METRICS_INTERVAL",
+        crate::metrics::MAX_INTERVAL.as_secs(),
+    )?);
+    let state = Arc::new(state);
     // A cold TLS handshake costs far more than the check itself on a small function: pay it
     // during init (which is not billed at the same rate and runs at full CPU), not on the
     // first device. The read goes to an app id no app can have; failures are only logged.

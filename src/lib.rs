@@ -18,5 +18,6 @@ pub mod dashboard;
 pub mod domain;
 pub mod lambda;
 pub mod logging;
+pub mod metrics;
 pub mod rollouts;
 pub mod store;

@@ -142,6 +142,7 @@ async fn dynamo() -> Harness {
         local_bundles: None,
         public_url: None,
         delta: None,
+        metrics: updraft::metrics::CheckMetrics::off(),
     };
     let origin = serve(state).await;
     Harness {

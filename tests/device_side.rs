@@ -128,6 +128,7 @@ async fn dynamo() -> Harness {
         local_bundles: None,
         public_url: None,
         delta: None,
+        metrics: updraft::metrics::CheckMetrics::off(),
     };
     let origin = serve(state).await;
     let ops = OperatorStores {
@@ -939,6 +940,7 @@ async fn worst_case_stats_request_cost_dynamo() {
         local_bundles: None,
         public_url: None,
         delta: None,
+        metrics: updraft::metrics::CheckMetrics::off(),
     };
     let origin = serve(state).await;
 

@@ -59,6 +59,11 @@ struct Lambda {
 
 impl Lambda {
     async fn start(env: &[(String, String)]) -> Lambda {
+        Self::start_with(env, Stdio::null(), Stdio::inherit()).await
+    }
+
+    /// `start`, with the function's stdout and stderr where the caller wants them.
+    async fn start_with(env: &[(String, String)], stdout: Stdio, stderr: Stdio) -> Lambda {
         let port = free_port();
         let emulator = Command::new("cargo")
             .args([
@@ -96,8 +101,8 @@ impl Lambda {
             .env("AWS_LAMBDA_FUNCTION_NAME", "_")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stdout(stdout)
+            .stderr(stderr)
             .process_group(0)
             .spawn()
             .unwrap();
@@ -781,4 +786,90 @@ async fn lambda_schedule_halts_on_failures_from_many_networks_not_from_one() {
             && detail.contains("aborted"),
         "{detail}"
     );
+}
+
+/// Update checks become CloudWatch metrics (Embedded Metric Format lines on stdout), written
+/// by a check inside its invocation once the interval has passed; at `info`, a device already
+/// up to date writes no log line, an offer one.
+#[tokio::test]
+async fn lambda_counts_checks_as_metrics_not_log_lines() {
+    let env = binary_env().await;
+    let tmp = tempfile::tempdir().unwrap();
+    release_on(&env, &tmp.path().join("www"), "1.0.1", &[]);
+    let (out, err) = (tmp.path().join("stdout"), tmp.path().join("stderr"));
+    let mut env = env.clone();
+    env.push(("RUST_LOG".into(), "info".into()));
+    // 1 s, so that the test need not wait a minute for the lines.
+    env.push(("UPDRAFT_METRICS_INTERVAL".into(), "1".into()));
+    let lambda = Lambda::start_with(
+        &env,
+        std::fs::File::create(&out).unwrap().into(),
+        std::fs::File::create(&err).unwrap().into(),
+    )
+    .await;
+    let check = |device: String, running: &str| {
+        let mut body = plugin_body(APP_ID, "1.0.0", running);
+        body["device_id"] = device.into();
+        lambda.invoke(v2_event("/updates", &body, "198.51.100.7"))
+    };
+    for i in 0..3 {
+        answer_of(&check(rollout_device(i), "1.0.1").await);
+    }
+    assert_eq!(
+        answer_of(&check(rollout_device(9), "1.0.0").await)["version"],
+        "1.0.1"
+    );
+    let metric_lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    // The counts go out with the first check after the interval: wait until a check has
+    // written every count so far (awaited, bounded).
+    let total = |lines: &[serde_json::Value]| -> u64 {
+        lines
+            .iter()
+            .map(|l| l["UpdateChecks"].as_u64().unwrap())
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut checks: u64 = 4;
+    let lines = loop {
+        answer_of(&check(rollout_device(10 + checks as u32), "1.0.1").await);
+        checks += 1;
+        let lines = metric_lines();
+        if total(&lines) == checks {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "no metric line within 20 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for l in &lines {
+        assert_eq!(l["app"], APP_ID, "{l}");
+        assert_eq!(l["channel"], "production", "{l}");
+        assert_eq!(
+            l["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Updraft",
+            "{l}"
+        );
+    }
+    let count = |decision: &str| -> u64 {
+        let these: Vec<_> = lines
+            .iter()
+            .filter(|l| l["decision"] == decision)
+            .cloned()
+            .collect();
+        total(&these)
+    };
+    assert_eq!(count("offer"), 1, "{lines:?}");
+    assert_eq!(count("no_new_version_available"), checks - 1, "{lines:?}");
+    let log = std::fs::read_to_string(&err).unwrap();
+    let check_lines: Vec<&str> = log.lines().filter(|l| l.contains("update check")).collect();
+    assert_eq!(
+        check_lines.len(),
+        1,
+        "only the offer is logged at info: {log}"
+    );
+    assert!(check_lines[0].contains("\"decision\":\"offer\""), "{log}");
 }

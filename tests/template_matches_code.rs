@@ -16,7 +16,10 @@
 //!   with a timeout longer than the SDK's bounds (src/aws.rs) and within the plugin's 20 s;
 //! - (f) the public surface is bounded and recorded: reserved concurrency (by default), HTTP API
 //!   throttling, access logs with `sourceIp` to a log group of the stack with a retention; and
-//!   Cargo.lock holds no legacy HTTPS client of the AWS SDK (hyper 0.14, rustls 0.21).
+//!   Cargo.lock holds no legacy HTTPS client of the AWS SDK (hyper 0.14, rustls 0.21);
+//! - (g) logging: JSON log format, Lambda's own lines at WARN, the application level from the
+//!   `LogLevel` parameter (never above INFO, which would drop the metric lines), `RUST_LOG`
+//!   the same parameter, and the metrics interval at most 60 s.
 //!
 //! The checks return their findings instead of panicking, so `checks_catch_broken_templates`
 //! can prove each one fails on a template broken on purpose.
@@ -1415,6 +1418,94 @@ fn check_exposure(tpl: &Value) -> Vec<String> {
     problems
 }
 
+// (g) logging.
+
+/// The function logs JSON, so Lambda filters by level: its own START/END/REPORT lines only at
+/// WARN (they would be billed on every invocation), the application's lines at the level the
+/// `LogLevel` parameter maps to, never above INFO, because the metric lines carry no `level`
+/// and Lambda reads them as INFO. `RUST_LOG` is the same parameter, and the metrics interval
+/// is at most what src/metrics.rs allows.
+fn check_logging(tpl: &Value) -> Vec<String> {
+    let (id, function) = match the_function(tpl) {
+        Ok(f) => f,
+        Err(e) => return vec![e],
+    };
+    let mut problems = Vec::new();
+    let Some(config) = prop(function, "LoggingConfig") else {
+        return vec![format!("{id} has no LoggingConfig")];
+    };
+    let field = |k: &str| config.get(k).and_then(Value::as_str);
+    if field("LogFormat") != Some("JSON") {
+        problems.push(format!(
+            "{id}: LoggingConfig.LogFormat must be JSON (Lambda filters levels only then), is {:?}",
+            config.get("LogFormat").map(show)
+        ));
+    }
+    if field("SystemLogLevel") != Some("WARN") {
+        problems.push(format!(
+            "{id}: LoggingConfig.SystemLogLevel must be WARN (START/END/REPORT on every              invocation otherwise), is {:?}",
+            config.get("SystemLogLevel").map(show)
+        ));
+    }
+    // `!FindInMap [Map, !Ref LogLevel, Key]`, each allowed LogLevel mapped to DEBUG or INFO.
+    let app_level = config.get("ApplicationLogLevel");
+    let find = app_level.and_then(intrinsic).and_then(|(name, arg)| {
+        let seq = arg.as_sequence()?;
+        (name == "Fn::FindInMap" && seq.len() == 3).then_some(seq)
+    });
+    match find {
+        Some(seq) if ref_target(&seq[1]).as_deref() == Some("LogLevel") => {
+            let (map, key) = (seq[0].as_str().unwrap_or(""), seq[2].as_str().unwrap_or(""));
+            let allowed = tpl
+                .get("Parameters")
+                .and_then(|p| p.get("LogLevel"))
+                .and_then(|p| p.get("AllowedValues"))
+                .and_then(Value::as_sequence);
+            let Some(allowed) = allowed else {
+                problems.push("parameter LogLevel has no AllowedValues to map".into());
+                return problems;
+            };
+            for value in allowed.iter().filter_map(Value::as_str) {
+                let level = tpl
+                    .get("Mappings")
+                    .and_then(|m| m.get(map))
+                    .and_then(|m| m.get(value))
+                    .and_then(|m| m.get(key))
+                    .and_then(Value::as_str);
+                if !matches!(level, Some("TRACE" | "DEBUG" | "INFO")) {
+                    problems.push(format!(
+                        "LogLevel {value} maps to ApplicationLogLevel {level:?}: it must be                          TRACE, DEBUG or INFO, or Lambda drops the metric lines"
+                    ));
+                }
+            }
+        }
+        _ => problems.push(format!(
+            "{id}: LoggingConfig.ApplicationLogLevel must be `!FindInMap [<map>, !Ref LogLevel,              <key>]`, is {:?}",
+            app_level.map(show)
+        )),
+    }
+    let env = function_env(tpl, function);
+    if env.get("RUST_LOG").and_then(ref_target).as_deref() != Some("LogLevel") {
+        problems.push(format!("{id}: RUST_LOG must be `!Ref LogLevel`"));
+    }
+    let interval = env
+        .get("UPDRAFT_METRICS_INTERVAL")
+        .and_then(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .or_else(|| v.as_u64().map(|n| n.to_string()))
+        })
+        .and_then(|v| v.parse::<u64>().ok());
+    if interval.is_none_or(|n| n > updraft::metrics::MAX_INTERVAL.as_secs()) {
+        problems.push(format!(
+            "{id}: UPDRAFT_METRICS_INTERVAL must be a number of seconds up to {}, is {:?}",
+            updraft::metrics::MAX_INTERVAL.as_secs(),
+            env.get("UPDRAFT_METRICS_INTERVAL").map(show)
+        ));
+    }
+    problems
+}
+
 /// The AWS SDK's legacy HTTPS client (hyper 0.14, rustls 0.21) is not in the build.
 fn legacy_clients(cargo_lock: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -1494,6 +1585,21 @@ fn runtime_and_build_match_the_crate() {
 #[test]
 fn the_public_surface_is_bounded_and_logged() {
     assert_none("exposure", check_exposure(&template()));
+}
+
+#[test]
+fn logging_is_json_without_per_invocation_platform_lines() {
+    assert_none("logging", check_logging(&template()));
+    // The metric lines are what a level above INFO would drop: they carry no level.
+    let key = updraft::domain::metrics::CountKey {
+        app: "a".into(),
+        channel: "c".into(),
+        version: "v".into(),
+        decision: "offer",
+    };
+    let line: serde_json::Value =
+        serde_json::from_str(&updraft::domain::metrics::emf_line(&key, 1, 0)).unwrap();
+    assert!(line.get("level").is_none(), "{line}");
 }
 
 #[test]
@@ -1794,6 +1900,35 @@ async fn checks_catch_broken_templates() {
             "exposure",
         ),
         (
+            "text logs",
+            broken("        LogFormat: JSON\n", "        LogFormat: Text\n"),
+            "logging",
+        ),
+        (
+            "START/END/REPORT on every invocation",
+            broken(
+                "        SystemLogLevel: WARN\n",
+                "        SystemLogLevel: INFO\n",
+            ),
+            "logging",
+        ),
+        (
+            "a log level that drops the metric lines",
+            broken(
+                "    warn:\n      Application: INFO\n",
+                "    warn:\n      Application: WARN\n",
+            ),
+            "logging",
+        ),
+        (
+            "metrics written less often than every minute",
+            broken(
+                "          UPDRAFT_METRICS_INTERVAL: \"60\"\n",
+                "          UPDRAFT_METRICS_INTERVAL: \"300\"\n",
+            ),
+            "logging",
+        ),
+        (
             "the old custom runtime",
             broken(
                 "      Runtime: provided.al2023",
@@ -1810,6 +1945,7 @@ async fn checks_catch_broken_templates() {
             "iam" => check_iam(&tpl, &sources),
             "runtime" => check_runtime(&tpl, &cargo_toml),
             "exposure" => check_exposure(&tpl),
+            "logging" => check_logging(&tpl),
             other => unreachable!("{other}"),
         };
         assert!(

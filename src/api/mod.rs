@@ -20,10 +20,12 @@ use crate::bundles::file_urls::FileUrls;
 use crate::bundles::local::{LocalBundles, UrlRefusal};
 use crate::bundles::manifests::CachedManifests;
 use crate::domain::decide::{Decision, NeedsDevice, decide_update, decide_without_device};
+use crate::domain::metrics::NONE;
 use crate::domain::protocol::{
     ErrorAnswer, Kind, RefusalAnswer, RefusalCode, RequestError, ResetAnswer, UpdateAnswer,
     clip_message, parse_update_request,
 };
+use crate::metrics::CheckMetrics;
 use crate::store::cache::CachedReleases;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{DeviceStore, ReleaseControl, StatsSink};
@@ -50,6 +52,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Delta updates: manifests and short file URLs (`None`: zip-only answers).
     pub delta: Option<Delta>,
+    /// Update-check counts, written as CloudWatch metrics on Lambda (off elsewhere).
+    pub metrics: CheckMetrics,
 }
 
 /// What delta answers need: the manifest cache and the signer of `/f/` URLs.
@@ -95,6 +99,7 @@ impl AppState {
             local_bundles: Some(bundles),
             public_url,
             delta: Some(delta),
+            metrics: CheckMetrics::off(),
         }
     }
 }
@@ -304,10 +309,15 @@ pub async fn update_check(
     origin: &str,
 ) -> Result<Vec<u8>, ApiError> {
     let started = Instant::now();
-    let req = parse_update_request(body)
-        .inspect_err(|e| tracing::info!(error = e.code(), "bad update check"))?;
+    let req = parse_update_request(body).inspect_err(|e| {
+        tracing::info!(error = e.code(), "bad update check");
+        state.metrics.count(NONE, NONE, NONE, e.code());
+    })?;
     let unavailable = |e: crate::store::StoreError| {
         tracing::error!(app_id = %req.app_id, device_id = %req.device_id, error = %e, decision = "service_unavailable");
+        state
+            .metrics
+            .count(NONE, NONE, NONE, RefusalCode::ServiceUnavailable.as_str());
         ApiError::Unavailable
     };
     // The releases usually come from the cache. The device's item is read only when the
@@ -368,19 +378,48 @@ pub async fn update_check(
         Decision::Refuse(r) => r.version,
         Decision::Reset { .. } => Some("builtin"),
     };
-    tracing::info!(
-        app_id = %req.app_id,
-        device_id = %req.device_id,
-        platform = req.platform.as_str(),
-        version_build = %req.version_build,
-        version_name = %req.version_name_raw,
-        channel = decision.channel().unwrap_or(""),
-        decision = decision.label(),
-        version = version.unwrap_or(""),
-        micros = started.elapsed().as_micros() as u64,
-        "update check"
+    // Every label comes from the app's items (an unknown app is `-`), so forged values never
+    // make a metric of their own.
+    let (label, channel) = (decision.label(), decision.channel());
+    state.metrics.count(
+        if snapshot.is_some() {
+            &req.app_id
+        } else {
+            NONE
+        },
+        channel.unwrap_or(NONE),
+        version.unwrap_or(NONE),
+        label,
     );
+    // A line per check only at `debug`; checks that change something (or fail) at `info`.
+    macro_rules! check_line {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                app_id = %req.app_id,
+                device_id = %req.device_id,
+                platform = req.platform.as_str(),
+                version_build = %req.version_build,
+                version_name = %req.version_name_raw,
+                channel = channel.unwrap_or(""),
+                decision = label,
+                version = version.unwrap_or(""),
+                micros = started.elapsed().as_micros() as u64,
+                "update check"
+            )
+        };
+    }
+    if is_up_to_date(&decision) {
+        check_line!(tracing::Level::DEBUG);
+    } else {
+        check_line!(tracing::Level::INFO);
+    }
     Ok(answer)
+}
+
+/// The device already has what it should run: the nine checks in ten that change nothing.
+fn is_up_to_date(decision: &Decision<'_>) -> bool {
+    matches!(decision, Decision::Refuse(r) if matches!(r.code, RefusalCode::NoNewVersionAvailable | RefusalCode::AlreadyOnBuiltin))
 }
 
 /// `GET /bundles/<key>?expires=…&signature=…`: a signed, expiring, `Range`-capable download.

@@ -1,7 +1,8 @@
 //! The core, without I/O: what the plugin sends and gets (`protocol`), what a device gets
 //! (`decide`), the item contract (`item`, `release`), release health (`health`) and its hourly counts (`hourly`), device events
 //! (`stats`), device state (`device`), version rules (`version`), channel policy (`policy`), staged rollouts
-//! (`rollout`), the decision's trace (`trace`), the dashboard's curves (`chart`)
+//! (`rollout`), the decision's trace (`trace`), the dashboard's curves (`chart`),
+//! update-check counts for metrics (`metrics`)
 //! and the change history (`history`). Nothing here imports an
 //! adapter (store, bundles, api, cli, lambda).
 
@@ -14,6 +15,7 @@ pub mod history;
 pub mod hourly;
 pub mod item;
 pub mod manifest;
+pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod release;
