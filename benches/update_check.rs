@@ -48,6 +48,34 @@ fn bench(c: &mut Criterion) {
         },
     );
 
+    // Nine checks in ten: a device already on the release (no device read, no log line).
+    let current = BODY.replace(r#""version_name":"builtin""#, r#""version_name":"1.3.0""#);
+    let answer = rt
+        .block_on(update_check(
+            &state,
+            current.as_bytes(),
+            "http://127.0.0.1:8080",
+        ))
+        .unwrap();
+    assert!(
+        std::str::from_utf8(&answer)
+            .unwrap()
+            .contains("no_new_version_available")
+    );
+    c.bench_function(
+        "update_check, device up to date (parse, cached release, decide)",
+        |b| {
+            b.iter(|| {
+                rt.block_on(update_check(
+                    &state,
+                    std::hint::black_box(current.as_bytes()),
+                    "http://127.0.0.1:8080",
+                ))
+                .unwrap()
+            })
+        },
+    );
+
     // Delta: the same check answered with a 1,000-file manifest (one signed URL per file).
     let delta_dir = tempfile::tempdir().unwrap();
     let delta_state = rt.block_on(async {
