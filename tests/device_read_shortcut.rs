@@ -5,7 +5,9 @@
 //! - a failed version reported after the app's items were cached is honoured at the next check
 //!   (a check that could offer it reads the device);
 //! - an override set after the app's items were cached is honoured within `UPDRAFT_CACHE_TTL`
-//!   (its marker arrives with the next read of the app's items).
+//!   (its marker arrives with the next read of the app's items);
+//! - overrides written before the marker existed are marked by `updraft device mark-overrides`
+//!   (DynamoDB) or when the embedded store opens such a database.
 
 #[path = "common/aws.rs"]
 mod aws_common;
@@ -74,6 +76,8 @@ struct Harness {
     items: Arc<dyn ItemWriter>,
     devices: Arc<dyn DeviceStore>,
     calls: Option<Calls>,
+    /// DynamoDB: the client and devices table, to write an item as an older updraft did.
+    raw: Option<(aws_sdk_dynamodb::Client, String)>,
     _keep: Option<tempfile::TempDir>,
 }
 
@@ -102,6 +106,7 @@ async fn embedded() -> Harness {
         items: shared.clone(),
         devices: shared,
         calls: None,
+        raw: None,
         _keep: Some(dir),
     }
 }
@@ -148,8 +153,14 @@ async fn dynamo() -> Harness {
     Harness {
         origin,
         items: Arc::new(DynamoStore::new(plain.clone(), table.clone())),
-        devices: Arc::new(DynamoDevices::new(plain, table, devices, 3600)),
+        devices: Arc::new(DynamoDevices::new(
+            plain.clone(),
+            table,
+            devices.clone(),
+            3600,
+        )),
         calls: Some(calls),
+        raw: Some((plain, devices)),
         _keep: None,
     }
 }
@@ -296,4 +307,69 @@ async fn override_after_caching_embedded() {
 #[tokio::test]
 async fn override_after_caching_dynamo() {
     override_after_caching(dynamo().await).await;
+}
+
+/// An override an older updraft wrote (no marker) is not read until the app is marked; then it
+/// is honoured within the cache TTL.
+#[tokio::test]
+async fn overrides_from_before_the_marker_are_marked_dynamo() {
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    let h = dynamo().await;
+    h.release("production", "1.0.1").await;
+    h.release("beta", "1.0.2").await;
+    let (client, devices) = h.raw.clone().unwrap();
+    client
+        .put_item()
+        .table_name(&devices)
+        .item("app_id", Av::S(APP_ID.into()))
+        .item("device_id", Av::S(DEVICE_ID.into()))
+        .item("channel", Av::S("beta".into()))
+        .item("channel_source", Av::S("operator".into()))
+        .item("expires_at", Av::N("4102444800".into()))
+        .send()
+        .await
+        .unwrap();
+    let cached_at = Instant::now();
+    assert_eq!(h.check("1.0.1").await, "no_new_version_available");
+    assert_eq!(h.devices.mark_existing_overrides().await.unwrap(), [APP_ID]);
+    let deadline = cached_at + TTL + Duration::from_secs(3);
+    while h.check("1.0.1").await != "1.0.2" {
+        assert!(
+            Instant::now() < deadline,
+            "the marked override was not honoured"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn overrides_from_before_the_marker_are_marked_embedded() {
+    use updraft::store::ReleaseStore;
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let mut item = Item::new();
+    item.insert("version".into(), AttrValue::S("1.0.1".into()));
+    item.insert(
+        "url".into(),
+        AttrValue::S("https://cdn.example.com/b.zip".into()),
+    );
+    item.insert("checksum".into(), AttrValue::S(SUM.into()));
+    store
+        .put_item(APP_ID, &release_sk("production", Target::All), &item)
+        .await
+        .unwrap();
+    drop(store);
+    // As an older updraft left it: an override, no marker, user_version 0.
+    let conn = rusqlite::Connection::open(dir.path().join("updraft.db")).unwrap();
+    conn.execute_batch(&format!(
+        "INSERT INTO devices (app_id, device_id, channel, channel_source, expires_at)
+         VALUES ('{APP_ID}', '{DEVICE_ID}', 'beta', 'operator', 4102444800);
+         PRAGMA user_version = 0;"
+    ))
+    .unwrap();
+    drop(conn);
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let snap = store.load_app(APP_ID).await.unwrap().unwrap();
+    assert!(snap.device_overrides, "opening the store marks the app");
+    assert_eq!(store.mark_existing_overrides().await.unwrap(), [APP_ID]);
 }

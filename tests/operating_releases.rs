@@ -654,6 +654,7 @@ fn commands_on_a_missing_store_create_nothing() {
         vec!["app", "list"],
         vec!["bundles", "list", "--app", APP_ID],
         vec!["device", "show", "--app", APP_ID, "--device", DEVICE_ID],
+        vec!["device", "mark-overrides"],
         vec![
             "channel",
             "set",

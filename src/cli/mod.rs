@@ -388,6 +388,10 @@ pub enum DeviceCommand {
     UnsetChannel(DeviceArgs),
     /// Show what the server knows about a device.
     Show(DeviceArgs),
+    /// Write the `device_overrides` marker of every app that has device overrides (once, for
+    /// overrides set before updraft kept the marker: without it an update check may not read
+    /// them).
+    MarkOverrides(OpArgs),
 }
 
 #[derive(Debug, Args)]
@@ -766,6 +770,7 @@ impl Command {
                 (&a.app.op, "device_unset_channel", false)
             }
             Command::Device(DeviceCommand::Show(a)) => (&a.app.op, "device_show", false),
+            Command::Device(DeviceCommand::MarkOverrides(a)) => (a, "device_mark_overrides", false),
             Command::Rollout(c) => match c {
                 RolloutCommand::Status(a) => (&a.app.op, "rollout_status", false),
                 RolloutCommand::Set(a) => (&a.release.app.op, "rollout_set", false),
@@ -821,7 +826,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// One operator command on opened stores.
 async fn execute(command: &Command, stores: &OperatorStores) -> anyhow::Result<Report> {
-    use crate::cli::operator::{DeviceAction, device, pause, resume, stats};
+    use crate::cli::operator::{DeviceAction, device, mark_overrides, pause, resume, stats};
     use crate::cli::releases::{
         app_list, app_set, channel_list, channel_set, history, promote, rollback,
     };
@@ -886,6 +891,7 @@ async fn execute(command: &Command, stores: &OperatorStores) -> anyhow::Result<R
         Command::Resume(r) => resume(stores, &r.app.app, &r.channel, target_of(r.platform)).await,
         Command::Device(cmd) => {
             let (d, action) = match cmd {
+                DeviceCommand::MarkOverrides(_) => return mark_overrides(stores).await,
                 DeviceCommand::SetChannel(a) => (&a.device, DeviceAction::SetChannel(&a.channel)),
                 DeviceCommand::UnsetChannel(a) => (a, DeviceAction::UnsetChannel),
                 DeviceCommand::Show(a) => (a, DeviceAction::Show),

@@ -266,6 +266,26 @@ pub enum DeviceAction<'a> {
 }
 
 /// `updraft device set-channel | unset-channel | show`.
+/// `updraft device mark-overrides`: the `device_overrides` marker of every app that has a
+/// device override, for overrides written before updraft kept the marker.
+pub async fn mark_overrides(stores: &OperatorStores) -> anyhow::Result<Report> {
+    let apps = stores.devices.mark_existing_overrides().await?;
+    #[derive(Serialize)]
+    struct Marked<'a> {
+        apps: &'a [String],
+    }
+    let text = if apps.is_empty() {
+        "No device has a channel override: nothing to mark.".to_owned()
+    } else {
+        format!(
+            "Marked {} app(s) with device overrides: {}. Their update checks read the device's item again from the next cache refresh.",
+            apps.len(),
+            apps.join(", ")
+        )
+    };
+    Report::new(&Marked { apps: &apps }, text)
+}
+
 pub async fn device(
     stores: &OperatorStores,
     app_id: &str,

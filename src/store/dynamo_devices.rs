@@ -278,6 +278,38 @@ impl DeviceStore for DynamoDevices {
         // A failed condition (no override from that source) leaves nothing to do.
         conditional_write(request.send().await, "UpdateItem").map(|_| ())
     }
+
+    async fn mark_existing_overrides(&self) -> Result<Vec<String>, StoreError> {
+        let mut apps = std::collections::BTreeSet::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .projection_expression("#pk")
+                .filter_expression("attribute_exists(#c)")
+                .expression_attribute_names("#pk", PARTITION_KEY)
+                .expression_attribute_names("#c", CHANNEL)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Scan", e))?;
+            for item in page.items() {
+                if let Some(AttributeValue::S(app)) = item.get(PARTITION_KEY) {
+                    apps.insert(app.clone());
+                }
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        for app in &apps {
+            self.mark_overrides(app).await?;
+        }
+        Ok(apps.into_iter().collect())
+    }
 }
 
 /// Creates the devices table (on-demand billing, keys `app_id` + `device_id`), waits until it

@@ -159,6 +159,17 @@ impl EmbeddedStore {
             ) WITHOUT ROWID;",
         )
         .map_err(unavailable)?;
+        // A database written before the `device_overrides` marker: mark the apps whose devices
+        // have overrides, once (user_version 1 says it was done).
+        let mut conn = conn;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(unavailable)?;
+        if version < 1 {
+            crate::store::embedded_device_side::mark_existing_overrides(&mut conn)?;
+            conn.pragma_update(None, "user_version", 1)
+                .map_err(unavailable)?;
+        }
         Ok(EmbeddedStore {
             writer: spawn_writer(conn),
             readers: Arc::new(ReadPool {

@@ -275,6 +275,42 @@ impl DeviceStore for EmbeddedStore {
         })
         .await
     }
+
+    async fn mark_existing_overrides(&self) -> Result<Vec<String>, StoreError> {
+        self.with_conn(mark_existing_overrides).await
+    }
+}
+
+/// Writes the `device_overrides` marker of every app with a device override (the embedded
+/// store also does this once when it opens a database written before the marker existed).
+pub(crate) fn mark_existing_overrides(
+    conn: &mut rusqlite::Connection,
+) -> Result<Vec<String>, StoreError> {
+    let marker = Item::from([(
+        DEVICE_OVERRIDES_SINCE.to_owned(),
+        AttrValue::N(now_unix().into()),
+    )]);
+    let tx = conn.transaction().map_err(unavailable)?;
+    tx.execute(
+        "INSERT INTO items (app_id, sk, attrs)
+         SELECT DISTINCT app_id, ?1, ?2 FROM devices WHERE channel IS NOT NULL
+         ON CONFLICT DO NOTHING",
+        params![DEVICE_OVERRIDES_SK, encode(&marker)?],
+    )
+    .map_err(unavailable)?;
+    let apps = {
+        let mut stmt = tx
+            .prepare(
+                "SELECT DISTINCT app_id FROM devices WHERE channel IS NOT NULL ORDER BY app_id",
+            )
+            .map_err(unavailable)?;
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .map_err(unavailable)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?
+    };
+    tx.commit().map_err(unavailable)?;
+    Ok(apps)
 }
 
 #[async_trait]

@@ -119,6 +119,10 @@ pub trait DeviceStore: Send + Sync {
         device_id: &str,
         only: Option<ChannelSource>,
     ) -> Result<(), StoreError>;
+    /// Writes the `device_overrides` marker of every app with a device override (overrides
+    /// written before the marker existed); the apps, sorted. Reads every device item: for
+    /// operators, never on the serving path.
+    async fn mark_existing_overrides(&self) -> Result<Vec<String>, StoreError>;
 }
 
 /// Where device events land: per-release action counters (sharded on DynamoDB) and the
