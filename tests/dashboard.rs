@@ -445,12 +445,8 @@ async fn dashboard_shows_and_drives_releases(s: Setup) {
         ),
         6
     );
-    let total = browser
-        .text(&format!(
-            "{prod} polyline[data-version='1.1.0'][data-series='installs'] title"
-        ))
-        .await;
-    let _ = total;
+    let installs_css = format!("{prod} polyline[data-version='1.1.0'][data-series='installs']");
+    assert_eq!(browser.attr(&installs_css, "data-total").await, "6");
     let shot = browser.screenshot(&format!("{}-app", s.name)).await;
     println!("screenshot: {}", shot.display());
     browser.window(390, 1400).await;
@@ -480,6 +476,24 @@ async fn dashboard_shows_and_drives_releases(s: Setup) {
     };
     let before = check().await;
     assert!(before["version"].is_string(), "{before}");
+
+    // A device's install, as the plugin reports it, adds to this hour's count on the page.
+    let mut set = plugin_body(APP_ID, "1.0.0", "1.1.0");
+    set["action"] = "set".into();
+    set["defaultChannel"] = "production".into();
+    set["device_id"] = "6a1f0b3e-1111-4222-8333-0000000000aa".into();
+    let posted = reqwest::Client::new()
+        .post(server.url("/stats"))
+        .json(&json!([set]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    eventually("the page to count the new install", || async {
+        (browser.attr(&installs_css, "data-total").await == "7").then_some(())
+    })
+    .await;
+    assert_eq!(points(&browser.attr(&installs_css, "points").await), 6);
 
     // Pause, with its confirmation page.
     browser
@@ -651,4 +665,104 @@ fn a_non_loopback_address_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("loopback"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// The DynamoDB operations a client sent (`GetItem`, `Query`, …).
+#[derive(Clone, Default, Debug)]
+struct Calls(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl aws_sdk_dynamodb::config::Intercept for Calls {
+    fn name(&self) -> &'static str {
+        "Calls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let op = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("?")
+            .to_owned();
+        self.0.lock().unwrap().push(op);
+        Ok(())
+    }
+}
+
+/// What one refresh of an app's live section costs on DynamoDB, counted with an interceptor:
+/// the app's items, its counters (one Query per shard, at once), its history, its hourly
+/// window, and per rollout its item and evidence.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_refresh_costs_a_bounded_number_of_dynamodb_calls() {
+    use std::sync::Arc;
+    use updraft::store::dynamo::DynamoStore;
+    use updraft::store::dynamo_devices::DynamoDevices;
+    use updraft::store::dynamo_stats::{COUNTER_SHARDS, DynamoStats};
+    let env = aws_common::binary_env().await;
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    let s = Setup {
+        env: env.clone(),
+        tmp: tempfile::tempdir().unwrap(),
+        who: String::new(),
+        name: "count",
+    };
+    s.release("1.0.1", "production", &[]);
+    s.release(
+        "1.1.0",
+        "production",
+        &["--rollout", "5", "--steps", "5,25,100"],
+    );
+    s.release("1.1.0", "beta", &[]);
+    let conf = aws_common::config_for(
+        &aws_common::emulator("UPDRAFT_TEST_MOTO"),
+        updraft::aws::AwsTimeouts::OPERATOR,
+    )
+    .await;
+    let calls = Calls::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&conf)
+            .interceptor(calls.clone())
+            .build(),
+    );
+    let (table, devices) = (get("UPDRAFT_TABLE"), get("UPDRAFT_DEVICES_TABLE"));
+    let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
+    let stores = updraft::backend::OperatorStores {
+        releases: store.clone(),
+        items: store.clone(),
+        query: store.clone(),
+        history: store.clone(),
+        devices: Arc::new(DynamoDevices::new(
+            client.clone(),
+            table.clone(),
+            devices.clone(),
+            3600,
+        )),
+        stats: Arc::new(DynamoStats::new(client, table, devices, 3600)),
+        control: store,
+        bundles: None,
+        identity: updraft::backend::Identity::Aws(aws_sdk_sts::Client::new(&conf)),
+    };
+    let live = updraft::dashboard::view::app_live(&stores, APP_ID)
+        .await
+        .unwrap();
+    assert_eq!(live["cards"].as_array().unwrap().len(), 2);
+    let ops = calls.0.lock().unwrap().clone();
+    let mut by_op: std::collections::BTreeMap<&str, usize> = Default::default();
+    for op in &ops {
+        *by_op.entry(op.as_str()).or_default() += 1;
+    }
+    println!(
+        "one live refresh (2 channels, 1 rollout): {} DynamoDB calls {by_op:?}",
+        ops.len()
+    );
+    let shards = usize::from(COUNTER_SHARDS);
+    // Counters: one Query per shard. Everything else: the app's items once, history,
+    // the hourly window, and the rollout's evidence.
+    assert_eq!(by_op.get("GetItem"), Some(&1), "{by_op:?}");
+    assert!(ops.len() <= shards + 4, "{by_op:?}");
 }

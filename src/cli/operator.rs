@@ -44,7 +44,15 @@ pub struct ReleaseHealth {
 /// `updraft stats --app`: every release with counts, and every serving release.
 pub async fn stats(stores: &OperatorStores, app_id: &str) -> anyhow::Result<Report> {
     let (snap, counts) = tokio::join!(require_app(stores, app_id), stores.stats.app_counts(app_id));
-    let (snap, counts) = (Some(snap?), counts?);
+    stats_of(app_id, Some(&snap?), counts?)
+}
+
+/// `updraft stats` of an app and counters already read.
+pub fn stats_of(
+    app_id: &str,
+    snap: Option<&crate::domain::release::AppSnapshot>,
+    counts: Vec<(CounterKey, ActionCounts)>,
+) -> anyhow::Result<Report> {
     let mut rows: BTreeMap<(String, String), ReleaseHealth> = BTreeMap::new();
     fn row<'r>(
         rows: &'r mut BTreeMap<(String, String), ReleaseHealth>,
@@ -82,7 +90,7 @@ pub async fn stats(stores: &OperatorStores, app_id: &str) -> anyhow::Result<Repo
         }
         r.actions = actions;
     }
-    if let Some(snap) = &snap {
+    if let Some(snap) = snap {
         for (channel, releases) in &snap.channels {
             for (target, release) in releases.targets() {
                 let Ok(release) = release else { continue };

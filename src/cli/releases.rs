@@ -510,7 +510,11 @@ fn default_for(snap: &AppSnapshot, channel: &str) -> Vec<String> {
 
 /// `updraft channel list`: every channel × platform with version, policy and pause state.
 pub async fn channel_list(stores: &OperatorStores, app_id: &str) -> anyhow::Result<Report> {
-    let snap = require_app(stores, app_id).await?;
+    channel_list_of(&require_app(stores, app_id).await?)
+}
+
+/// `channel list` of an app already read.
+pub fn channel_list_of(snap: &AppSnapshot) -> anyhow::Result<Report> {
     let mut names: Vec<&String> = snap.channels.keys().collect();
     names.sort();
     let mut rows = Vec::new();
@@ -524,7 +528,7 @@ pub async fn channel_list(stores: &OperatorStores, app_id: &str) -> anyhow::Resu
                 paused: false,
                 pause_reason: None,
                 policy: BTreeMap::new(),
-                default_for: default_for(&snap, name),
+                default_for: default_for(snap, name),
                 error: None,
             };
             match release {
@@ -742,8 +746,15 @@ pub async fn history(
     if let Some(c) = channel {
         require_channel(&snap, app_id, c)?;
     }
-    let rows: Vec<HistoryRow> = history_entries(stores, app_id, channel, Some(limit))
-        .await?
+    history_report(
+        app_id,
+        history_entries(stores, app_id, channel, Some(limit)).await?,
+    )
+}
+
+/// `updraft history` of entries already read.
+pub fn history_report(app_id: &str, entries: Vec<HistoryEntry>) -> anyhow::Result<Report> {
+    let rows: Vec<HistoryRow> = entries
         .into_iter()
         .map(|e| HistoryRow {
             at: rfc3339(e.at_micros),

@@ -12,7 +12,7 @@ use crate::cli::{ExplainArgs, ReleaseRef, RolloutCommand, target_of};
 use crate::domain::decide::{Decision, decide_traced};
 use crate::domain::health::{AutoPausePolicy, wilson_lower_bound, wilson_upper_bound};
 use crate::domain::protocol::parse_update_request;
-use crate::domain::release::{Target, release_sk};
+use crate::domain::release::{AppSnapshot, Item, Target, release_sk};
 use crate::domain::rollout::{
     self, Change, RolloutState, Verdict, parse_percent, percent_text, steps_text,
 };
@@ -247,7 +247,22 @@ pub async fn rollout_status(
     let item = stores.items.get_item(app_id, &sk).await?.with_context(|| {
         format!("{what} serves nothing (see `updraft channel list --app {app_id}`)")
     })?;
-    let (stable, ro) = rollout_of(&item, &what)?;
+    rollout_status_of(stores, &snap, app_id, channel, target, &item).await
+}
+
+/// `rollout status` of a release item already read (`item`, of `snap`): reads only its
+/// evidence.
+pub async fn rollout_status_of(
+    stores: &OperatorStores,
+    snap: &AppSnapshot,
+    app_id: &str,
+    channel: &str,
+    target: Target,
+    item: &Item,
+) -> anyhow::Result<Report> {
+    let sk = release_sk(channel, target);
+    let what = format!("{channel}/{} of {app_id}", target.as_str());
+    let (stable, ro) = rollout_of(item, &what)?;
     let e = stores
         .stats
         .evidence(&evidence_key(app_id, &sk, &ro))

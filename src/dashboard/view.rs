@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::backend::OperatorStores;
-use crate::cli::releases::{channel_list, history, require_app};
-use crate::cli::rollout::rollout_status;
+use crate::cli::operator::stats_of;
+use crate::cli::releases::{channel_list_of, history_entries, history_report, require_app};
+use crate::cli::rollout::rollout_status_of;
 use crate::domain::chart::{Frame, HEIGHT, WIDTH, nice_max};
 use crate::domain::health::{wilson_lower_bound, wilson_upper_bound};
 use crate::domain::history::rfc3339;
@@ -26,23 +27,30 @@ const HISTORY_ROWS: usize = 30;
 pub async fn app_live(stores: &OperatorStores, app_id: &str) -> anyhow::Result<Value> {
     let now = now_unix();
     let since = hour_of(now.saturating_sub(HOURLY_KEEP_SECS));
-    let (snap, channels, stats, hist, hourly) = tokio::join!(
+    // One read each of the app's items, its counters, its history and its hourly window;
+    // then the operator commands' own reports are made from them.
+    let (snap, counts, entries, hourly) = tokio::join!(
         require_app(stores, app_id),
-        channel_list(stores, app_id),
-        crate::cli::operator::stats(stores, app_id),
-        history(stores, app_id, None, HISTORY_ROWS),
+        stores.stats.app_counts(app_id),
+        history_entries(stores, app_id, None, Some(HISTORY_ROWS)),
         stores.stats.hourly(app_id, since),
     );
-    let (snap, channels, stats, hist, hourly) =
-        (snap?, channels?.json, stats?.json, hist?.json, hourly?);
-    // The items with a rollout get its status (one read of the item and its evidence each).
+    let (snap, counts, entries, hourly) = (snap?, counts?, entries?, hourly?);
+    let channels = channel_list_of(&snap)?.json;
+    let stats = stats_of(app_id, Some(&snap), counts)?.json;
+    let hist = history_report(app_id, entries)?.json;
+    // The items with a rollout get its status (one read of its evidence each).
     let mut statuses = BTreeMap::new();
     for (channel, releases) in &snap.channels {
         for (target, release) in releases.targets() {
             if let Ok(r) = release
                 && r.rollout.is_some()
             {
-                let status = match rollout_status(stores, app_id, channel, target).await {
+                let status = match rollout_status_of(
+                    stores, &snap, app_id, channel, target, &r.item,
+                )
+                .await
+                {
                     Ok(report) => report.json,
                     Err(e) => json!({ "error": format!("{e:#}") }),
                 };
@@ -190,10 +198,10 @@ fn chart(
             [
                 json!({"version": v, "series": "installs", "class": format!("v{}", i % 4),
                        "points": frame.points(&installs), "n": installs.len(),
-                       "total": installs.iter().map(|p| p.1).sum::<f64>()}),
+                       "total": s.iter().map(|p| p.1).sum::<u64>()}),
                 json!({"version": v, "series": "failures", "class": format!("v{} fail", i % 4),
                        "points": frame.points(&failures), "n": failures.len(),
-                       "total": failures.iter().map(|p| p.1).sum::<f64>()}),
+                       "total": s.iter().map(|p| p.2).sum::<u64>()}),
             ]
         })
         .collect();
