@@ -126,6 +126,8 @@ pub async fn app_live(stores: &OperatorStores, app_id: &str) -> anyhow::Result<V
                 .collect::<std::collections::BTreeSet<_>>(),
         }));
     }
+    // The channels devices get by default first, the rest by name.
+    cards.sort_by_key(|c| c["default_for"].as_array().is_none_or(|a| a.is_empty()));
     Ok(json!({
         "app_id": app_id,
         "now": rfc3339(now * 1_000_000),

@@ -702,6 +702,51 @@ mod tests {
         assert_eq!(rows("SELECT count(*) FROM devices"), 0);
     }
 
+    /// Hourly counts follow the evidence rule (a device counts once), land in the hour of the
+    /// write, and are swept 14 days after their hour.
+    #[tokio::test]
+    async fn hourly_counts_follow_the_evidence_and_expire() {
+        use crate::domain::evidence::{EvidenceKey, EvidenceKind, EvidenceMark};
+        use crate::domain::hourly::{HOURLY_KEEP_SECS, hour_of};
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let mark = |device: &str, kind| EvidenceMark {
+            key: EvidenceKey {
+                app_id: "a.b".into(),
+                sk: "release#production#all".into(),
+                version: "1.0.1".into(),
+                epoch: 0,
+            },
+            kind,
+            device_id: device.into(),
+            network: "10.0.0.0/24".into(),
+            network_cap: 10,
+        };
+        let now = now_unix();
+        let old = now - HOURLY_KEEP_SECS - 2 * 3600;
+        let a = [
+            mark("d1", EvidenceKind::Attempt),
+            mark("d1", EvidenceKind::Failure),
+        ];
+        store.record_evidence_at(&a, old).await.unwrap();
+        store.record_evidence_at(&a, now).await.unwrap(); // d1 again: counted before
+        store
+            .record_evidence_at(&[mark("d2", EvidenceKind::Attempt)], now)
+            .await
+            .unwrap();
+        let all = store.hourly("a.b", 0).await.unwrap();
+        let counts: Vec<(u64, u64, u64)> = all
+            .iter()
+            .map(|c| (c.hour, c.attempts, c.failures))
+            .collect();
+        assert_eq!(counts, vec![(hour_of(old), 1, 1), (hour_of(now), 1, 0)]);
+        assert_eq!(store.hourly("a.b", hour_of(now)).await.unwrap().len(), 1);
+        store.housekeep().await.unwrap();
+        let kept = store.hourly("a.b", 0).await.unwrap();
+        assert_eq!(kept.len(), 1, "the old hour is swept: {kept:?}");
+        assert_eq!(kept[0].hour, hour_of(now));
+    }
+
     #[tokio::test]
     async fn channel_overrides() {
         let dir = tempfile::tempdir().unwrap();
