@@ -4,7 +4,8 @@
 //! token; a seeded app with a rollout and hourly evidence shows its channels, versions and a
 //! curve with one point per hour; pausing from the page (after its confirmation) makes the next
 //! update check `blocked` and history names the operator; a change from the CLI shows up by
-//! itself; a cross-origin POST is refused. Screenshots go to `target/dashboard-screenshots/`.
+//! itself; a cross-origin POST is refused; the public API has none of its routes; a real
+//! `/stats` install moves the curve. Screenshots go to `target/dashboard-screenshots/`.
 
 #[path = "common/aws.rs"]
 mod aws_common;
@@ -476,6 +477,24 @@ async fn dashboard_shows_and_drives_releases(s: Setup) {
     };
     let before = check().await;
     assert!(before["version"].is_string(), "{before}");
+
+    // The public API has none of the dashboard's routes.
+    for (method, path) in [
+        ("POST", "/act"),
+        ("GET", "/confirm"),
+        ("GET", "/app/com.example.app"),
+    ] {
+        let r = reqwest::Client::new()
+            .request(method.parse().unwrap(), server.url(path))
+            .body(format!(
+                "token={}&app={APP_ID}&action=pause&channel=production",
+                dash.token
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{method} {path} on the public API");
+    }
 
     // A device's install, as the plugin reports it, adds to this hour's count on the page.
     let mut set = plugin_body(APP_ID, "1.0.0", "1.1.0");
