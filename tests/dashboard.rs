@@ -19,6 +19,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::*;
 use updraft::domain::evidence::{EvidenceKey, EvidenceKind, EvidenceMark};
+use updraft::domain::item::AttrValue;
+use updraft::store::ItemWriter;
 
 /// A minimal W3C WebDriver client: the dozen calls these tests make, over reqwest.
 struct Browser {
@@ -316,51 +318,73 @@ impl Setup {
     }
 }
 
-fn mark(version: &str, kind: EvidenceKind, device: usize) -> EvidenceMark {
+fn mark(sk: &str, version: &str, epoch: u64, kind: EvidenceKind, device: usize) -> EvidenceMark {
     EvidenceMark {
         key: EvidenceKey {
             app_id: APP_ID.into(),
-            sk: "release#production#all".into(),
+            sk: sk.into(),
             version: version.into(),
-            epoch: 0,
+            epoch,
         },
         kind,
         device_id: format!("6a1f0b3e-1111-4222-8333-{device:012}"),
-        network: format!("10.0.{device}.0/24"),
+        network: format!("10.{}.{}.0/24", device / 256, device % 256),
         network_cap: 10,
     }
 }
 
-/// Hourly evidence of 1.1.0 on production: 3 devices five hours ago, 2 (one failing) three
-/// hours ago, 1 now. The curve spans six hours.
-fn seeded_marks(now: u64) -> Vec<(u64, Vec<EvidenceMark>)> {
+/// How long before the test's start the production rollout began: its curve spans six hours.
+const ROLLOUT_AGE: u64 = 5 * 3600;
+
+/// Hourly evidence, under the keys devices' reports are filed under: the production rollout
+/// of 1.1.0 (its own epoch, `rollout_epoch`, so the gate reads it) with 3 devices five hours
+/// ago, 2 (one failing) three hours ago and 1 now; production's stable 1.0.1 with a few dozen
+/// devices an hour (one failing); beta's 1.1.0 with a few. Staging has none.
+fn seeded_marks(now: u64, rollout_epoch: u64) -> Vec<(u64, Vec<EvidenceMark>)> {
     use EvidenceKind::*;
-    vec![
+    let prod = "release#production#all";
+    let rollout = |kind, d| mark(prod, "1.1.0", rollout_epoch, kind, d);
+    let mut hours = vec![
         (
             now - 5 * 3600,
-            (1..=3).map(|d| mark("1.1.0", Attempt, d)).collect(),
+            (1..=3).map(|d| rollout(Attempt, d)).collect(),
         ),
         (
             now - 3 * 3600,
             vec![
-                mark("1.1.0", Attempt, 4),
-                mark("1.1.0", Attempt, 5),
-                mark("1.1.0", Failure, 5),
+                rollout(Attempt, 4),
+                rollout(Attempt, 5),
+                rollout(Failure, 5),
             ],
         ),
         // Device 1 again: counted once by the evidence rule, so this hour adds only device 6.
-        (
-            now,
-            vec![mark("1.1.0", Attempt, 1), mark("1.1.0", Attempt, 6)],
-        ),
-    ]
+        (now, vec![rollout(Attempt, 1), rollout(Attempt, 6)]),
+    ];
+    let mut device = 100;
+    for (ago, n) in [(5, 14), (4, 18), (3, 11), (2, 16), (1, 20), (0, 9)] {
+        let mut marks: Vec<EvidenceMark> = (0..n)
+            .map(|i| mark(prod, "1.0.1", 0, Attempt, device + i))
+            .collect();
+        if ago == 2 {
+            marks.push(mark(prod, "1.0.1", 0, Failure, device));
+        }
+        device += n;
+        hours.push((now - ago * 3600, marks));
+    }
+    for (ago, n) in [(4, 2), (1, 3)] {
+        let marks = (0..n)
+            .map(|i| mark("release#beta#all", "1.1.0", 0, Attempt, device + i))
+            .collect();
+        device += n;
+        hours.push((now - ago * 3600, marks));
+    }
+    hours
 }
 
-fn points(attr: &str) -> usize {
-    attr.split_whitespace().count()
-}
-
-async fn dashboard_shows_and_drives_releases(s: Setup) {
+/// The releases the page shows: production 1.0.1 with a 5 % rollout of 1.1.0 (begun
+/// `ROLLOUT_AGE` ago) and beta 1.1.0 (staging 0.9.0 is released first, by the caller).
+/// Returns the rollout's evidence epoch.
+async fn release_all(s: &Setup, items: &dyn ItemWriter, now: u64) -> u64 {
     s.release("1.0.1", "production", &[]);
     s.release(
         "1.1.0",
@@ -375,6 +399,28 @@ async fn dashboard_shows_and_drives_releases(s: Setup) {
         ],
     );
     s.release("1.1.0", "beta", &[]);
+    // Backdated, so that the rollout's evidence can span hours (its epoch is its start).
+    let sk = "release#production#all";
+    let mut item = items.get_item(APP_ID, sk).await.unwrap().unwrap();
+    let started = now - ROLLOUT_AGE;
+    item.insert(
+        "rollout_started_at".into(),
+        AttrValue::N(serde_json::Number::from(started)),
+    );
+    items.put_item(APP_ID, sk, &item).await.unwrap();
+    started
+}
+
+/// The rollout version's installs or failures curve on a card.
+fn installs_css_of(card: &str, series: &str) -> String {
+    format!("{card} polyline[data-version='1.1.0'][data-series='{series}']")
+}
+
+fn points(attr: &str) -> usize {
+    attr.split_whitespace().count()
+}
+
+async fn dashboard_shows_and_drives_releases(s: Setup) {
     let env = aws_common::pairs(&s.env);
     let dash = Dashboard::start(&env, s.tmp.path());
 
@@ -447,7 +493,44 @@ async fn dashboard_shows_and_drives_releases(s: Setup) {
         6
     );
     let installs_css = format!("{prod} polyline[data-version='1.1.0'][data-series='installs']");
-    assert_eq!(browser.attr(&installs_css, "data-total").await, "6");
+    // The gate's figures, the table's rollout row and the curve's totals describe the same
+    // devices: 6 (device 1 counted once), 1 failing.
+    let agree = |devices: &'static str, failures: &'static str| {
+        let browser = &browser;
+        async move {
+            let row = format!("{prod} table.health tr[data-role='rollout'][data-version='1.1.0']");
+            let seen = [
+                browser.text(&format!("{prod} .gate .devices")).await,
+                browser.text(&format!("{row} .devices")).await,
+                browser
+                    .attr(&installs_css_of(prod, "installs"), "data-total")
+                    .await,
+                browser.text(&format!("{prod} .gate .failures")).await,
+                browser.text(&format!("{row} .failures")).await,
+                browser
+                    .attr(&installs_css_of(prod, "failures"), "data-total")
+                    .await,
+            ];
+            assert_eq!(
+                seen,
+                [devices, devices, devices, failures, failures, failures],
+                "gate, table and curve (devices, then failures)"
+            );
+        }
+    };
+    agree("6", "1").await;
+    // The stable version's row is there too, counted the same way as its curve.
+    let stable = format!("{prod} table.health tr[data-role='stable'][data-version='1.0.1']");
+    assert_eq!(browser.text(&format!("{stable} .devices")).await, "88");
+    assert_eq!(
+        browser
+            .attr(
+                &format!("{prod} polyline[data-version='1.0.1'][data-series='installs']"),
+                "data-total"
+            )
+            .await,
+        "88"
+    );
     let shot = browser.screenshot(&format!("{}-app", s.name)).await;
     println!("screenshot: {}", shot.display());
     browser.window(390, 1400).await;
@@ -512,6 +595,7 @@ async fn dashboard_shows_and_drives_releases(s: Setup) {
         (browser.attr(&installs_css, "data-total").await == "7").then_some(())
     })
     .await;
+    agree("7", "1").await;
     assert_eq!(points(&browser.attr(&installs_css, "points").await), 6);
 
     // Pause, with its confirmation page.
@@ -635,11 +719,12 @@ async fn dashboard_on_the_embedded_store() {
         who: "dash-operator".into(),
         name: "embedded",
     };
-    // The store must exist before the hourly evidence is seeded.
+    // The store must exist before it is opened here: the first release makes it.
     s.release("0.9.0", "staging", &[]);
     let store = updraft::store::embedded::EmbeddedStore::open(&data).unwrap();
     let now = updraft::rollouts::now_unix();
-    for (at, marks) in seeded_marks(now) {
+    let epoch = release_all(&s, &store, now).await;
+    for (at, marks) in seeded_marks(now, epoch) {
         store.record_evidence_at(&marks, at).await.unwrap();
     }
     drop(store);
@@ -652,15 +737,12 @@ async fn dashboard_on_dynamodb() {
     let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
     let client = aws_common::moto_dynamo(updraft::aws::AwsTimeouts::OPERATOR).await;
     let stats = updraft::store::dynamo_stats::DynamoStats::new(
-        client,
+        client.clone(),
         get("UPDRAFT_TABLE"),
         get("UPDRAFT_DEVICES_TABLE"),
         86_400,
     );
-    let now = updraft::rollouts::now_unix();
-    for (at, marks) in seeded_marks(now) {
-        stats.record_evidence_at(&marks, at).await.unwrap();
-    }
+    let items = updraft::store::dynamo::DynamoStore::new(client, get("UPDRAFT_TABLE"));
     let s = Setup {
         env,
         tmp: tempfile::tempdir().unwrap(),
@@ -669,6 +751,11 @@ async fn dashboard_on_dynamodb() {
         name: "dynamodb",
     };
     s.release("0.9.0", "staging", &[]);
+    let now = updraft::rollouts::now_unix();
+    let epoch = release_all(&s, &items, now).await;
+    for (at, marks) in seeded_marks(now, epoch) {
+        stats.record_evidence_at(&marks, at).await.unwrap();
+    }
     dashboard_shows_and_drives_releases(s).await;
 }
 
@@ -714,14 +801,14 @@ impl aws_sdk_dynamodb::config::Intercept for Calls {
 }
 
 /// What one refresh of an app's live section costs on DynamoDB, counted with an interceptor:
-/// the app's items, its counters (one Query per shard, at once), its history, its hourly
-/// window, and per rollout its item and evidence.
+/// the app's items, its history, its hourly window, and per release item its versions'
+/// evidence.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_page_refresh_costs_a_bounded_number_of_dynamodb_calls() {
     use std::sync::Arc;
     use updraft::store::dynamo::DynamoStore;
     use updraft::store::dynamo_devices::DynamoDevices;
-    use updraft::store::dynamo_stats::{COUNTER_SHARDS, DynamoStats};
+    use updraft::store::dynamo_stats::DynamoStats;
     let env = aws_common::binary_env().await;
     let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
     let s = Setup {
@@ -779,9 +866,8 @@ async fn a_page_refresh_costs_a_bounded_number_of_dynamodb_calls() {
         "one live refresh (2 channels, 1 rollout): {} DynamoDB calls {by_op:?}",
         ops.len()
     );
-    let shards = usize::from(COUNTER_SHARDS);
-    // Counters: one Query per shard. Everything else: the app's items once, history,
-    // the hourly window, and the rollout's evidence.
-    assert_eq!(by_op.get("GetItem"), Some(&1), "{by_op:?}");
-    assert!(ops.len() <= shards + 4, "{by_op:?}");
+    // The app's items, its history and its hourly window once each; per release item the
+    // evidence of its stable version, per rollout its evidence (2 items + 1 rollout).
+    assert_eq!(by_op.get("GetItem"), Some(&3), "{by_op:?}");
+    assert_eq!(ops.len(), 6, "{by_op:?}");
 }

@@ -1,16 +1,16 @@
 //! What the dashboard shows, read through the operator commands' own functions (`channel
-//! list`, `stats`, `history`, `rollout status`, `bundles list`) plus the hourly counts, and
-//! turned into one JSON value for the templates. Curves are drawn here (`domain::chart`).
+//! list`, `history`, `rollout status`, `bundles list`) plus each version's evidence and the
+//! hourly counts, and turned into one JSON value for the templates. Curves are drawn here (`domain::chart`).
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
 use crate::backend::OperatorStores;
-use crate::cli::operator::stats_of;
 use crate::cli::releases::{channel_list_of, history_entries, history_report, require_app};
 use crate::cli::rollout::rollout_status_of;
 use crate::domain::chart::{Frame, HEIGHT, WIDTH, nice_max};
+use crate::domain::evidence::{Evidence, EvidenceKey};
 use crate::domain::health::{wilson_lower_bound, wilson_upper_bound};
 use crate::domain::history::rfc3339;
 use crate::domain::hourly::{
@@ -29,16 +29,38 @@ pub async fn app_live(stores: &OperatorStores, app_id: &str) -> anyhow::Result<V
     let since = hour_of(now.saturating_sub(HOURLY_KEEP_SECS));
     // One read each of the app's items, its counters, its history and its hourly window;
     // then the operator commands' own reports are made from them.
-    let (snap, counts, entries, hourly) = tokio::join!(
+    let (snap, entries, hourly) = tokio::join!(
         require_app(stores, app_id),
-        stores.stats.app_counts(app_id),
         history_entries(stores, app_id, None, Some(HISTORY_ROWS)),
         stores.stats.hourly(app_id, since),
     );
-    let (snap, counts, entries, hourly) = (snap?, counts?, entries?, hourly?);
+    let (snap, entries, hourly) = (snap?, entries?, hourly?);
     let channels = channel_list_of(&snap)?.json;
-    let stats = stats_of(app_id, Some(&snap), counts)?.json;
     let hist = history_report(app_id, entries)?.json;
+    // Each item's stable version is counted as the gate counts its rollout: its evidence
+    // (distinct devices, each network capped), under the key devices' reports are filed under.
+    let mut stable_keys = Vec::new();
+    for (channel, releases) in &snap.channels {
+        for (target, release) in releases.targets() {
+            if let Ok(r) = release {
+                let epoch = r.serving(&r.version_text).map_or(0, |(_, e)| e);
+                stable_keys.push(EvidenceKey {
+                    app_id: app_id.to_owned(),
+                    sk: release_sk(channel, target),
+                    version: r.version_text.clone(),
+                    epoch,
+                });
+            }
+        }
+    }
+    let read = stable_keys.iter().map(|k| stores.stats.evidence(k));
+    let mut stable_evidence = BTreeMap::new();
+    for (key, e) in stable_keys
+        .iter()
+        .zip(futures_util::future::join_all(read).await)
+    {
+        stable_evidence.insert(key.sk.clone(), (key.version.clone(), e?));
+    }
     // The items with a rollout get its status (one read of its evidence each).
     let mut statuses = BTreeMap::new();
     for (channel, releases) in &snap.channels {
@@ -58,7 +80,6 @@ pub async fn app_live(stores: &OperatorStores, app_id: &str) -> anyhow::Result<V
             }
         }
     }
-    let stats_rows = stats.as_array().cloned().unwrap_or_default();
     let history_rows = hist.as_array().cloned().unwrap_or_default();
     let mut cards = Vec::new();
     for row in channels.as_array().into_iter().flatten() {
@@ -77,15 +98,22 @@ pub async fn app_live(stores: &OperatorStores, app_id: &str) -> anyhow::Result<V
         {
             versions.push(v.to_owned());
         }
-        let health: Vec<Value> = versions
-            .iter()
-            .filter_map(|v| {
-                stats_rows
-                    .iter()
-                    .find(|s| s["channel"] == channel && s["version"] == v.as_str())
-                    .cloned()
-            })
+        // The stable version, then the rollout's: the figures the gate's line shows.
+        let mut health: Vec<Value> = stable_evidence
+            .get(&sk)
+            .map(|(v, e)| health_row(v, "stable", *e))
+            .into_iter()
             .collect();
+        if let Some(r) = rollout.as_ref()
+            && let Some(v) = r["rollout_version"].as_str()
+        {
+            let e = Evidence {
+                attempts: r["devices"].as_u64().unwrap_or(0),
+                failures: r["failures"].as_u64().unwrap_or(0),
+                failing_networks: r["failing_networks"].as_u64().unwrap_or(0),
+            };
+            health.push(health_row(v, "rollout", e));
+        }
         let counts: Vec<&HourlyCount> = hourly.iter().filter(|c| c.sk == sk).collect();
         let marks: Vec<&Value> = history_rows
             .iter()
@@ -134,6 +162,20 @@ pub async fn app_live(stores: &OperatorStores, app_id: &str) -> anyhow::Result<V
         "cards": cards,
         "history": history_rows,
     }))
+}
+
+/// One row of a card's version table: a version's evidence and its failure rate's 95% bounds.
+fn health_row(version: &str, role: &str, e: Evidence) -> Value {
+    json!({
+        "version": version,
+        "role": role,
+        "devices": e.attempts,
+        "failures": e.failures,
+        "failing_networks": e.failing_networks,
+        "failure_rate": if e.attempts == 0 { 0.0 } else { e.failures as f64 / e.attempts as f64 },
+        "lower": wilson_lower_bound(e.failures, e.attempts),
+        "upper": wilson_upper_bound(e.failures, e.attempts),
+    })
 }
 
 /// The share the rollout's next step would set, in percent (`None` at the last step, without
