@@ -186,6 +186,16 @@ impl Browser {
         .await;
     }
 
+    /// The value of a script run in the page.
+    async fn script(&self, js: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({ "script": js, "args": [] })),
+        )
+        .await
+    }
+
     async fn window(&self, width: u32, height: u32) {
         self.call(
             reqwest::Method::POST,
@@ -535,6 +545,16 @@ async fn dashboard_shows_and_drives_releases(s: Setup) {
     println!("screenshot: {}", shot.display());
     browser.window(390, 1400).await;
     browser.screenshot(&format!("{}-phone", s.name)).await;
+    // Nothing wider than a phone: only the tables in their own scroll boxes may scroll.
+    let overflow = browser
+        .script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+        )
+        .await;
+    assert!(
+        overflow.as_f64().unwrap() <= 0.0,
+        "the page is {overflow} px wider than a phone"
+    );
     browser.window(1280, 1100).await;
 
     // Before the pause, production offers an update.

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::backend::OperatorStores;
 use crate::cli::releases::{channel_list_of, history_entries, history_report, require_app};
 use crate::cli::rollout::rollout_status_of;
-use crate::domain::chart::{Frame, HEIGHT, WIDTH, nice_max};
+use crate::domain::chart::{BOTTOM, Frame, HEIGHT, LEFT, RIGHT, TOP, WIDTH, nice_max};
 use crate::domain::evidence::{Evidence, EvidenceKey};
 use crate::domain::health::{wilson_lower_bound, wilson_upper_bound};
 use crate::domain::history::rfc3339;
@@ -259,16 +259,55 @@ fn chart(
             })
         })
         .collect();
+    // The legend: one entry per version, saying so when it has no counted device yet.
+    let legend: Vec<Value> = lines
+        .chunks(2)
+        .map(|pair| {
+            json!({"version": pair[0]["version"], "class": pair[0]["class"],
+                   "installs": pair[0]["total"], "failures": pair[1]["total"],
+                   "empty": pair[0]["total"] == 0 && pair[1]["total"] == 0})
+        })
+        .collect();
+    let empty = legend.iter().all(|l| l["empty"] == true);
     let rate = rollout.and_then(|r| rate_chart(&per_version, r, frame));
     json!({
         "width": WIDTH, "height": HEIGHT,
+        "left": LEFT, "right": WIDTH - RIGHT, "top": TOP, "bottom": HEIGHT - BOTTOM,
         "from": rfc3339(frame.from_hour * HOUR_SECS * 1_000_000),
         "to": rfc3339(frame.to_hour * HOUR_SECS * 1_000_000),
+        "from_label": hour_label(frame.from_hour, frame.to_hour - frame.from_hour > 24),
+        "to_label": format!("{} UTC", hour_label(frame.to_hour, false)),
         "max": frame.max,
+        "max_label": format!("{}", frame.max),
         "lines": lines,
+        "versions": names.join(", "),
+        "legend": legend,
+        "empty": empty,
         "marks": marks,
         "rate": rate,
     })
+}
+
+/// An hour as the charts' time axis shows it: `07:00`, or `12-02 07:00` for windows longer
+/// than a day.
+fn hour_label(hour: u64, with_day: bool) -> String {
+    let t = rfc3339(hour * HOUR_SECS * 1_000_000);
+    // rfc3339: `2026-12-02T07:00:00Z`.
+    match (t.get(5..10), t.get(11..16)) {
+        (Some(day), Some(time)) if with_day => format!("{day} {time}"),
+        (_, Some(time)) => time.to_owned(),
+        _ => t,
+    }
+}
+
+/// A rate (a fraction) as a short percentage: `5%`, `62%`, `0.5%`.
+fn percent_label(rate: f64) -> String {
+    let p = rate * 100.0;
+    if p >= 10.0 || p == p.round() {
+        format!("{p:.0}%")
+    } else {
+        format!("{p:.1}%")
+    }
 }
 
 /// The rollout version's failure rate, cumulative over the window, as the Wilson 95% bounds
@@ -311,7 +350,11 @@ fn rate_chart(
         "version": version,
         "threshold": threshold,
         "threshold_y": format!("{:.1}", frame.y(threshold)),
+        "threshold_label_y": format!("{:.1}", (frame.y(threshold) - 3.0).max(TOP + 8.0)),
+        "threshold_label": format!("gate threshold {}", percent_label(threshold)),
         "max": frame.max,
+        "max_label": percent_label(frame.max),
+        "empty": attempts == 0,
         "lower": frame.points(&lower),
         "upper": frame.points(&upper),
         "n": lower.len(),

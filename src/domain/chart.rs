@@ -2,11 +2,15 @@
 //! polyline points in a fixed view box, events (rollout steps) become vertical marks. Pure,
 //! so a curve's points can be counted without a browser.
 
-/// The view box every chart is drawn in (the page scales it to its width).
-pub const WIDTH: f64 = 600.0;
-pub const HEIGHT: f64 = 160.0;
-/// Room left at the edges for labels.
-const PAD: f64 = 8.0;
+/// The view box every chart is drawn in (the page scales it to its width, keeping its shape,
+/// so the labels drawn in it stay legible: about a card's width in CSS pixels).
+pub const WIDTH: f64 = 360.0;
+pub const HEIGHT: f64 = 150.0;
+/// Room left at the edges: for the y-axis labels on the left, the time labels below.
+pub const LEFT: f64 = 36.0;
+pub const RIGHT: f64 = 10.0;
+pub const TOP: f64 = 10.0;
+pub const BOTTOM: f64 = 20.0;
 
 /// One chart: the hours it spans and the largest value it shows.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,13 +39,13 @@ impl Frame {
     pub fn x(&self, hour: f64) -> f64 {
         let span = (self.to_hour - self.from_hour).max(1) as f64;
         let t = ((hour - self.from_hour as f64) / span).clamp(0.0, 1.0);
-        PAD + t * (WIDTH - 2.0 * PAD)
+        LEFT + t * (WIDTH - LEFT - RIGHT)
     }
 
     /// The y of a value (0 at the bottom).
     pub fn y(&self, value: f64) -> f64 {
         let t = (value / self.max).clamp(0.0, 1.0);
-        HEIGHT - PAD - t * (HEIGHT - 2.0 * PAD)
+        HEIGHT - BOTTOM - t * (HEIGHT - TOP - BOTTOM)
     }
 
     /// An SVG `points` attribute: one `x,y` per (hour, value), in order.
@@ -84,9 +88,12 @@ mod tests {
         let pts = f.points(&[(100, 0.0), (101, 4.0), (102, 2.0), (103, 0.0)]);
         let pts: Vec<&str> = pts.split(' ').collect();
         assert_eq!(pts.len(), 4);
-        assert_eq!(pts[0], format!("{PAD:.1},{:.1}", HEIGHT - PAD));
-        assert_eq!(pts[1], format!("{:.1},{PAD:.1}", f.x(101.0)));
-        assert_eq!(pts[3], format!("{:.1},{:.1}", WIDTH - PAD, HEIGHT - PAD));
+        assert_eq!(pts[0], format!("{LEFT:.1},{:.1}", HEIGHT - BOTTOM));
+        assert_eq!(pts[1], format!("{:.1},{TOP:.1}", f.x(101.0)));
+        assert_eq!(
+            pts[3],
+            format!("{:.1},{:.1}", WIDTH - RIGHT, HEIGHT - BOTTOM)
+        );
     }
 
     #[test]
