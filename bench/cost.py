@@ -300,6 +300,8 @@ def run(args):
             "per_kind": per_kind,
             "log_bytes": log_bytes,
             "platform_lines": args.platform_lines,
+            # The access log line of the template this run was made with (typical values).
+            "access_log_bytes": access_log_bytes(),
             "handler_micros_mean": round(sum(micros) / len(micros), 1),
             "handler_micros_p50": sorted(micros)[len(micros) // 2],
             "billed_ms_mean": round(sum(max(1, math.ceil(m / 1000)) for m in micros) / len(micros), 3),
@@ -342,7 +344,7 @@ def costs(r, memory_mb):
         "DynamoDB reads": rru * per_m * DYNAMO_PER_M_RRU / 1e6,
         "S3 requests": (s3_gets * S3_GET_PER_1000 + s3_puts * S3_PUT_PER_1000) / 1000 * per_m,
         "CloudWatch Logs (function)": log_per_check * 1e6 / 1e9 * LOGS_PER_GB,
-        "CloudWatch Logs (API access log)": access_log_bytes() * 1e6 / 1e9 * LOGS_PER_GB,
+        "CloudWatch Logs (API access log)": r.get("access_log_bytes", access_log_bytes()) * 1e6 / 1e9 * LOGS_PER_GB,
         "_log_per_check": log_per_check,
     }
 
@@ -386,7 +388,7 @@ def table(args):
         f"| DynamoDB reads | {detail(before)} → {detail(after)}; device reads per up-to-date check {kind_calls(before, 'up_to_date'):.2f} → {kind_calls(after, 'up_to_date'):.2f}, per offer {kind_calls(before, 'offer'):.2f} → {kind_calls(after, 'offer'):.2f}, per other {kind_calls(before, 'other'):.2f} → {kind_calls(after, 'other'):.2f}; each `Query` is a warm instance re-reading an app's items (`UPDRAFT_CACHE_TTL` 10 s, so more per check at lower traffic); 0.5 read unit each | {money(cb['DynamoDB reads'])} | {money(ca['DynamoDB reads'])} |",
         f"| S3 requests | {sum(before['s3_calls'].values())} → {sum(after['s3_calls'].values())} in the run (URLs are presigned, not fetched) | {money(cb['S3 requests'])} | {money(ca['S3 requests'])} |",
         f"| CloudWatch Logs, function | {cb['_log_per_check']:.0f} → {ca['_log_per_check']:.0f} bytes per check (written by the function{', plus Lambda' + chr(39) + 's START/END/REPORT before' if before['platform_lines'] == 'text' else ''}) | {money(cb['CloudWatch Logs (function)'])} | {money(ca['CloudWatch Logs (function)'])} |",
-        f"| CloudWatch Logs, API access log | {access_log_bytes()} bytes per request (the template's format, typical values) | {money(cb['CloudWatch Logs (API access log)'])} | {money(ca['CloudWatch Logs (API access log)'])} |",
+        f"| CloudWatch Logs, API access log | {before.get('access_log_bytes', access_log_bytes())} → {after.get('access_log_bytes', access_log_bytes())} bytes per request (the template's format, typical values) | {money(cb['CloudWatch Logs (API access log)'])} | {money(ca['CloudWatch Logs (API access log)'])} |",
     ]
     url_lines = ["Lambda requests", "Lambda duration", "DynamoDB reads", "S3 requests", "CloudWatch Logs (function)"]
     http_lines = url_lines + ["HTTP API", "CloudWatch Logs (API access log)"]

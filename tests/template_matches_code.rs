@@ -121,6 +121,13 @@ const SERVING_PATH: &[Call] = &[
         func: "load_app",
         touches: &[Res::Releases],
     },
+    // The cache's own look: memory only, no AWS call.
+    Call {
+        called_as: "releases.fresh",
+        file: "src/store/cache.rs",
+        func: "fresh",
+        touches: &[],
+    },
     Call {
         called_as: "devices.get_device",
         file: "src/store/dynamo_devices.rs",
@@ -1878,7 +1885,7 @@ async fn checks_catch_broken_templates() {
         ),
         (
             "access logs without the source address",
-            broken("\"sourceIp\":\"$context.identity.sourceIp\",", ""),
+            broken("\"ip\":\"$context.identity.sourceIp\",", ""),
             "exposure",
         ),
         (

@@ -33,6 +33,13 @@ impl CachedReleases {
         }
     }
 
+    /// The app's snapshot when the cache holds a fresh one (or its fresh absence); `None` when
+    /// a `get` would go to the store.
+    pub fn fresh(&self, app_id: &str) -> Option<Option<Arc<AppSnapshot>>> {
+        let (at, snap) = self.lock().get(app_id).cloned()?;
+        (Instant::now().duration_since(at) < self.ttl).then_some(snap)
+    }
+
     /// The app's snapshot, from the cache when fresh, else from the store.
     pub async fn get(&self, app_id: &str) -> Result<Option<Arc<AppSnapshot>>, StoreError> {
         let now = Instant::now();
@@ -113,6 +120,10 @@ mod tests {
         assert!(cache.get("com.other.app").await.unwrap().is_none());
         assert!(cache.get("com.other.app").await.unwrap().is_none());
         assert_eq!(store.reads.load(Ordering::SeqCst), 2);
+        assert!(cache.fresh("com.known.app").is_some_and(|s| s.is_some()));
+        assert!(cache.fresh("com.other.app").is_some_and(|s| s.is_none()));
+        assert!(cache.fresh("com.never.read").is_none());
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2, "fresh never reads");
     }
 
     #[tokio::test]
