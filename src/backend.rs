@@ -13,7 +13,6 @@ use crate::bundles::BundleStore;
 use crate::bundles::local::LocalBundles;
 use crate::bundles::s3::S3Bundles;
 use crate::domain::device::DEFAULT_DEVICE_TTL_SECS;
-use crate::store::cache::CachedReleases;
 use crate::store::dynamo::DynamoStore;
 use crate::store::dynamo_devices::DynamoDevices;
 use crate::store::dynamo_stats::DynamoStats;
@@ -61,7 +60,6 @@ impl Backend {
                 require_bucket(bucket)?;
                 let conf = sdk_config(AwsTimeouts::SERVING).await;
                 let client = dynamo_client(&conf);
-                let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
                 let ttl = device_ttl()?;
                 let signer = S3Bundles::new(s3_client(&conf), bucket.clone(), settings.url_ttl);
                 let delta = match std::env::var("UPDRAFT_URL_SECRET") {
@@ -85,27 +83,20 @@ impl Backend {
                         None
                     }
                 };
-                Ok(AppState {
-                    releases: CachedReleases::new(store.clone(), settings.cache_ttl),
-                    devices: Arc::new(DynamoDevices::new(
-                        client.clone(),
-                        table.clone(),
-                        devices_table.clone(),
-                        ttl,
-                    )),
-                    stats: Arc::new(DynamoStats::new(
-                        dynamo_client_with(&conf, AwsTimeouts::STATS),
-                        table.clone(),
-                        devices_table.clone(),
-                        ttl,
-                    )),
-                    control: store,
-                    signer: Arc::new(signer),
-                    local_bundles: None,
-                    public_url: settings.public_url,
-                    delta,
-                    metrics: crate::metrics::CheckMetrics::off(),
-                })
+                let mut state = AppState::on_aws(
+                    &client,
+                    &dynamo_client_with(&conf, AwsTimeouts::STATS),
+                    signer,
+                    crate::api::AwsTables {
+                        releases: table,
+                        devices: devices_table,
+                        device_ttl: ttl,
+                    },
+                    settings.cache_ttl,
+                );
+                state.public_url = settings.public_url;
+                state.delta = delta;
+                Ok(state)
             }
         }
     }

@@ -18,16 +18,14 @@ use std::time::{Duration, Instant};
 
 use aws_common::{config_for, emulator, unique};
 use support::{APP_ID, DEVICE_ID, plugin_body};
-use updraft::api::{AppState, router};
+use updraft::api::{AppState, AwsTables, router};
 use updraft::aws::{AwsTimeouts, dynamo_client, s3_client};
 use updraft::bundles::local::LocalBundles;
 use updraft::bundles::s3::S3Bundles;
 use updraft::domain::device::ChannelSource;
 use updraft::domain::release::{AttrValue, Item, Target, release_sk};
-use updraft::store::cache::CachedReleases;
 use updraft::store::dynamo::{DynamoStore, create_table};
 use updraft::store::dynamo_devices::{DynamoDevices, create_devices_table};
-use updraft::store::dynamo_stats::DynamoStats;
 use updraft::store::embedded::EmbeddedStore;
 use updraft::store::{DeviceStore, ItemWriter};
 
@@ -123,32 +121,17 @@ async fn dynamo() -> Harness {
     let (table, devices) = (unique("releases"), unique("devices"));
     create_table(&plain, &table).await.unwrap();
     create_devices_table(&plain, &devices).await.unwrap();
-    let store = Arc::new(DynamoStore::new(counted.clone(), table.clone()));
-    let state = AppState {
-        releases: CachedReleases::new(store.clone(), TTL),
-        devices: Arc::new(DynamoDevices::new(
-            counted.clone(),
-            table.clone(),
-            devices.clone(),
-            3600,
-        )),
-        stats: Arc::new(DynamoStats::new(
-            counted.clone(),
-            table.clone(),
-            devices.clone(),
-            3600,
-        )),
-        control: store,
-        signer: Arc::new(S3Bundles::new(
-            s3_client(&conf),
-            "bundles",
-            Duration::from_secs(60),
-        )),
-        local_bundles: None,
-        public_url: None,
-        delta: None,
-        metrics: updraft::metrics::CheckMetrics::off(),
-    };
+    let state = AppState::on_aws(
+        &counted,
+        &counted,
+        S3Bundles::new(s3_client(&conf), "bundles", Duration::from_secs(60)),
+        AwsTables {
+            releases: &table,
+            devices: &devices,
+            device_ttl: 3600,
+        },
+        TTL,
+    );
     let origin = serve(state).await;
     Harness {
         origin,

@@ -13,13 +13,12 @@ use std::time::Duration;
 
 use aws_common::{config_for, emulator, unique};
 use support::{APP_ID, DEVICE_ID, plugin_body};
-use updraft::api::{AppState, router};
+use updraft::api::{AppState, AwsTables, router};
 use updraft::aws::{AwsTimeouts, dynamo_client, s3_client};
 use updraft::backend::{Identity, OperatorStores};
 use updraft::bundles::local::LocalBundles;
 use updraft::bundles::s3::S3Bundles;
 use updraft::domain::release::{AttrValue, Item, Target, release_sk};
-use updraft::store::cache::CachedReleases;
 use updraft::store::dynamo::{DynamoStore, create_table};
 use updraft::store::dynamo_devices::{DynamoDevices, create_devices_table};
 use updraft::store::dynamo_stats::DynamoStats;
@@ -115,21 +114,18 @@ async fn dynamo() -> Harness {
         devices.clone(),
         3600,
     ));
-    let state = AppState {
-        releases: CachedReleases::new(store.clone(), Duration::ZERO),
-        devices: device_store.clone(),
-        stats: stats.clone(),
-        control: store.clone(),
-        signer: Arc::new(S3Bundles::new(
-            s3_client(&conf),
-            "bundles",
-            Duration::from_secs(60),
-        )),
-        local_bundles: None,
-        public_url: None,
-        delta: None,
-        metrics: updraft::metrics::CheckMetrics::off(),
-    };
+    // The server's own stores, on the same tables as the operator's below.
+    let state = AppState::on_aws(
+        &client,
+        &client,
+        S3Bundles::new(s3_client(&conf), "bundles", Duration::from_secs(60)),
+        AwsTables {
+            releases: &table,
+            devices: &devices,
+            device_ttl: 3600,
+        },
+        Duration::ZERO,
+    );
     let origin = serve(state).await;
     let ops = OperatorStores {
         releases: store.clone(),
@@ -916,32 +912,17 @@ async fn worst_case_stats_request_cost_dynamo() {
             .await
             .unwrap();
     }
-    let store = Arc::new(DynamoStore::new(counted.clone(), table.clone()));
-    let state = AppState {
-        releases: CachedReleases::new(store.clone(), Duration::ZERO),
-        devices: Arc::new(DynamoDevices::new(
-            counted.clone(),
-            table.clone(),
-            devices.clone(),
-            3600,
-        )),
-        stats: Arc::new(DynamoStats::new(
-            counted.clone(),
-            table.clone(),
-            devices.clone(),
-            3600,
-        )),
-        control: store,
-        signer: Arc::new(S3Bundles::new(
-            s3_client(&conf),
-            "bundles",
-            Duration::from_secs(60),
-        )),
-        local_bundles: None,
-        public_url: None,
-        delta: None,
-        metrics: updraft::metrics::CheckMetrics::off(),
-    };
+    let state = AppState::on_aws(
+        &counted,
+        &counted,
+        S3Bundles::new(s3_client(&conf), "bundles", Duration::from_secs(60)),
+        AwsTables {
+            releases: &table,
+            devices: &devices,
+            device_ttl: 3600,
+        },
+        Duration::ZERO,
+    );
     let origin = serve(state).await;
 
     let actions: Vec<&str> = updraft::domain::stats::COUNTED_ACTIONS

@@ -104,6 +104,53 @@ impl AppState {
     }
 }
 
+/// The AWS tables the HTTP API serves from.
+pub struct AwsTables<'a> {
+    pub releases: &'a str,
+    pub devices: &'a str,
+    /// Seconds a device's item lives (`UPDRAFT_DEVICE_TTL`).
+    pub device_ttl: u64,
+}
+
+impl AppState {
+    /// The state on DynamoDB and S3 from clients already built (the Lambda's, `serve --backend
+    /// aws`, tests' counting clients). Stats writes get their own client, for their timeouts.
+    /// Delta answers, the public URL and metrics start off; callers set them.
+    pub fn on_aws(
+        dynamo: &aws_sdk_dynamodb::Client,
+        stats_dynamo: &aws_sdk_dynamodb::Client,
+        signer: crate::bundles::s3::S3Bundles,
+        tables: AwsTables<'_>,
+        cache_ttl: std::time::Duration,
+    ) -> Self {
+        use crate::store::dynamo::DynamoStore;
+        use crate::store::dynamo_devices::DynamoDevices;
+        use crate::store::dynamo_stats::DynamoStats;
+        let store = Arc::new(DynamoStore::new(dynamo.clone(), tables.releases.to_owned()));
+        AppState {
+            releases: CachedReleases::new(store.clone(), cache_ttl),
+            devices: Arc::new(DynamoDevices::new(
+                dynamo.clone(),
+                tables.releases.to_owned(),
+                tables.devices.to_owned(),
+                tables.device_ttl,
+            )),
+            stats: Arc::new(DynamoStats::new(
+                stats_dynamo.clone(),
+                tables.releases.to_owned(),
+                tables.devices.to_owned(),
+                tables.device_ttl,
+            )),
+            control: store,
+            signer: Arc::new(signer),
+            local_bundles: None,
+            public_url: None,
+            delta: None,
+            metrics: crate::metrics::CheckMetrics::off(),
+        }
+    }
+}
+
 /// Every way a request can fail, each with its HTTP status and JSON body.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
