@@ -793,33 +793,6 @@ fn a_non_loopback_address_is_refused() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
-/// The DynamoDB operations a client sent (`GetItem`, `Query`, …).
-#[derive(Clone, Default, Debug)]
-struct Calls(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
-
-impl aws_sdk_dynamodb::config::Intercept for Calls {
-    fn name(&self) -> &'static str {
-        "Calls"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _: &aws_sdk_dynamodb::config::RuntimeComponents,
-        _: &mut aws_sdk_dynamodb::config::ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let op = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .and_then(|t| t.rsplit('.').next())
-            .unwrap_or("?")
-            .to_owned();
-        self.0.lock().unwrap().push(op);
-        Ok(())
-    }
-}
-
 /// What one refresh of an app's live section costs on DynamoDB, counted with an interceptor:
 /// the app's items, its history, its hourly window, and per release item its versions'
 /// evidence.
@@ -849,12 +822,8 @@ async fn a_page_refresh_costs_a_bounded_number_of_dynamodb_calls() {
         updraft::aws::AwsTimeouts::OPERATOR,
     )
     .await;
-    let calls = Calls::default();
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&conf)
-            .interceptor(calls.clone())
-            .build(),
-    );
+    let calls = aws_common::CallLog::default();
+    let client = calls.client(&conf);
     let (table, devices) = (get("UPDRAFT_TABLE"), get("UPDRAFT_DEVICES_TABLE"));
     let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
     let stores = updraft::backend::OperatorStores {
@@ -877,7 +846,7 @@ async fn a_page_refresh_costs_a_bounded_number_of_dynamodb_calls() {
         .await
         .unwrap();
     assert_eq!(live["cards"].as_array().unwrap().len(), 2);
-    let ops = calls.0.lock().unwrap().clone();
+    let ops = calls.take_ops();
     let mut by_op: std::collections::BTreeMap<&str, usize> = Default::default();
     for op in &ops {
         *by_op.entry(op.as_str()).or_default() += 1;

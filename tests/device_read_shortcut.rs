@@ -13,12 +13,12 @@
 mod aws_common;
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_common::{config_for, emulator, unique};
-use support::{APP_ID, DEVICE_ID, plugin_body};
-use updraft::api::{AppState, AwsTables, router};
+use aws_common::{CallLog, config_for, emulator, unique};
+use support::{APP_ID, DEVICE_ID, plugin_body, serve};
+use updraft::api::{AppState, AwsTables};
 use updraft::aws::{AwsTimeouts, dynamo_client, s3_client};
 use updraft::bundles::local::LocalBundles;
 use updraft::bundles::s3::S3Bundles;
@@ -34,63 +34,16 @@ const SUM: &str = "6bb619125ffc6b696964190e3fac054b407d64d6e40423d2ec888e9f720af
 /// served from the cache, short enough to wait out.
 const TTL: Duration = Duration::from_secs(2);
 
-/// The DynamoDB operations a client sent (`GetItem`, `Query`, …).
-#[derive(Clone, Default, Debug)]
-struct Calls(Arc<Mutex<Vec<String>>>);
-
-impl Calls {
-    fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
-
-impl aws_sdk_dynamodb::config::Intercept for Calls {
-    fn name(&self) -> &'static str {
-        "Calls"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _: &aws_sdk_dynamodb::config::RuntimeComponents,
-        _: &mut aws_sdk_dynamodb::config::ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let op = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .and_then(|t| t.rsplit('.').next())
-            .unwrap_or("?")
-            .to_owned();
-        self.0.lock().unwrap().push(op);
-        Ok(())
-    }
-}
-
 /// A server with a `TTL` cache, the operator's writers of the same stores, and (on DynamoDB)
 /// the server's calls.
 struct Harness {
     origin: String,
     items: Arc<dyn ItemWriter>,
     devices: Arc<dyn DeviceStore>,
-    calls: Option<Calls>,
+    calls: Option<CallLog>,
     /// DynamoDB: the client and devices table, to write an item as an older updraft did.
     raw: Option<(aws_sdk_dynamodb::Client, String)>,
     _keep: Option<tempfile::TempDir>,
-}
-
-async fn serve(state: AppState) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let app = updraft::api::source::with_source(router(Arc::new(state)), false);
-    tokio::spawn(
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .into_future(),
-    );
-    origin
 }
 
 async fn embedded() -> Harness {
@@ -112,12 +65,8 @@ async fn embedded() -> Harness {
 async fn dynamo() -> Harness {
     let conf = config_for(&emulator("UPDRAFT_TEST_MOTO"), AwsTimeouts::SERVING).await;
     let plain = dynamo_client(&conf);
-    let calls = Calls::default();
-    let counted = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&conf)
-            .interceptor(calls.clone())
-            .build(),
-    );
+    let calls = CallLog::default();
+    let counted = calls.client(&conf);
     let (table, devices) = (unique("releases"), unique("devices"));
     create_table(&plain, &table).await.unwrap();
     create_devices_table(&plain, &devices).await.unwrap();
@@ -189,7 +138,10 @@ impl Harness {
 
     /// The DynamoDB calls the server made since the last look (none on the embedded store).
     fn calls(&self) -> Vec<String> {
-        self.calls.as_ref().map(Calls::take).unwrap_or_default()
+        self.calls
+            .as_ref()
+            .map(CallLog::take_ops)
+            .unwrap_or_default()
     }
 }
 

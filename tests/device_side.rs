@@ -11,9 +11,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_common::{config_for, emulator, unique};
-use support::{APP_ID, DEVICE_ID, plugin_body};
-use updraft::api::{AppState, AwsTables, router};
+use aws_common::{CallLog, config_for, emulator, unique};
+use support::{APP_ID, DEVICE_ID, plugin_body, serve};
+use updraft::api::{AppState, AwsTables};
 use updraft::aws::{AwsTimeouts, dynamo_client, s3_client};
 use updraft::backend::{Identity, OperatorStores};
 use updraft::bundles::local::LocalBundles;
@@ -45,21 +45,6 @@ enum Outage {
         client: aws_sdk_dynamodb::Client,
         devices: String,
     },
-}
-
-/// Serves as `updraft serve` does: each request's source is its TCP peer.
-async fn serve(state: AppState) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let app = updraft::api::source::with_source(router(Arc::new(state)), false);
-    tokio::spawn(
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .into_future(),
-    );
-    origin
 }
 
 async fn embedded() -> Harness {
@@ -826,40 +811,6 @@ async fn channels_and_overrides_dynamo() {
     channels_and_overrides(dynamo().await).await;
 }
 
-/// Records the DynamoDB operation of every HTTP request a client sends (retries included),
-/// with the number of items of a TransactWriteItems.
-#[derive(Debug, Clone, Default)]
-struct CallLog(Arc<std::sync::Mutex<Vec<(String, usize)>>>);
-
-impl aws_sdk_dynamodb::config::Intercept for CallLog {
-    fn name(&self) -> &'static str {
-        "CallLog"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _: &aws_sdk_dynamodb::config::RuntimeComponents,
-        _: &mut aws_sdk_dynamodb::config::ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let req = context.request();
-        let op = req
-            .headers()
-            .get("x-amz-target")
-            .and_then(|t| t.rsplit('.').next())
-            .unwrap_or("?")
-            .to_owned();
-        let items = req
-            .body()
-            .bytes()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-            .and_then(|v| v["TransactItems"].as_array().map(Vec::len))
-            .unwrap_or(0);
-        self.0.lock().unwrap().push((op, items));
-        Ok(())
-    }
-}
-
 /// DynamoDB's size of an item (attribute names plus values; numbers as their digits), bytes.
 fn item_size(
     item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
@@ -888,11 +839,7 @@ async fn worst_case_stats_request_cost_dynamo() {
     let conf = config_for(&emulator("UPDRAFT_TEST_MOTO"), AwsTimeouts::SERVING).await;
     let plain = dynamo_client(&conf);
     let log = CallLog::default();
-    let counted = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&conf)
-            .interceptor(log.clone())
-            .build(),
-    );
+    let counted = log.client(&conf);
     let (table, devices) = (unique("releases"), unique("devices"));
     create_table(&plain, &table).await.unwrap();
     create_devices_table(&plain, &devices).await.unwrap();

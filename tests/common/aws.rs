@@ -285,3 +285,56 @@ pub async fn canned_dynamo_error(
     });
     (format!("http://127.0.0.1:{port}"), count)
 }
+
+/// Records the DynamoDB operation of every HTTP request a client sends (retries included),
+/// with the number of items of a TransactWriteItems: what tests count store calls with.
+#[derive(Debug, Clone, Default)]
+pub struct CallLog(pub std::sync::Arc<std::sync::Mutex<Vec<(String, usize)>>>);
+
+impl CallLog {
+    /// A DynamoDB client of `conf` whose calls this log records.
+    pub fn client(&self, conf: &SdkConfig) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(conf)
+                .interceptor(self.clone())
+                .build(),
+        )
+    }
+
+    /// The operations recorded since the last look (`GetItem`, `Query`, …), forgotten.
+    pub fn take_ops(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+            .into_iter()
+            .map(|(op, _)| op)
+            .collect()
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "CallLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let req = context.request();
+        let op = req
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("?")
+            .to_owned();
+        let items = req
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .and_then(|v| v["TransactItems"].as_array().map(Vec::len))
+            .unwrap_or(0);
+        self.0.lock().unwrap().push((op, items));
+        Ok(())
+    }
+}

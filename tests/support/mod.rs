@@ -150,3 +150,20 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Serves `state` on 127.0.0.1 as `updraft serve` does (each request's source is its TCP
+/// peer); the origin to reach it at.
+pub async fn serve(state: updraft::api::AppState) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let app =
+        updraft::api::source::with_source(updraft::api::router(std::sync::Arc::new(state)), false);
+    tokio::spawn(
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .into_future(),
+    );
+    origin
+}
