@@ -9,7 +9,9 @@ use axum::body::Body;
 use axum::http::Request;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::ServiceExt;
+use updraft::clock::Clock;
 use updraft::domain::evidence::{EvidenceKey, EvidenceKind, EvidenceMark};
+use updraft::store::EvidenceStore;
 use updraft::store::embedded::EmbeddedStore;
 
 const APP: &str = "com.example.app";
@@ -71,7 +73,7 @@ fn bench(c: &mut Criterion) {
     release(&data, &dir.path().join("w4"), "0.9.0", "staging", &[]);
     let (router, cookie, host) = rt.block_on(async {
         let store = EmbeddedStore::open(&data).unwrap();
-        let now = updraft::rollouts::now_unix();
+        let now = updraft::clock::SystemClock.now();
         let mut device = 0u64;
         for hour in 0..336u64 {
             for version in ["1.0.1", "1.1.0"] {
@@ -97,13 +99,13 @@ fn bench(c: &mut Criterion) {
                     })
                     .collect();
                 store
-                    .record_evidence_at(&marks, now - hour * 3600)
+                    .record_evidence(&marks, now - hour * 3600)
                     .await
                     .unwrap();
             }
         }
         drop(store);
-        let stores = updraft::backend::Backend::Embedded { data: data.clone() }
+        let stores = updraft::runtime::backend::Backend::Embedded { data: data.clone() }
             .operator_stores(false, true)
             .await
             .unwrap();

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use updraft::api::{AppState, update_check};
+use updraft::api::update_check;
 use updraft::domain::decide::decide_update;
+use updraft::domain::item::{AttrValue, Item};
+use updraft::domain::keys::{Target, release_sk};
 use updraft::domain::protocol::parse_update_request;
-use updraft::domain::release::{AttrValue, Item, Target, release_sk};
 use updraft::store::ItemWriter;
 use updraft::store::embedded::EmbeddedStore;
 
@@ -27,7 +28,7 @@ fn bench(c: &mut Criterion) {
         item.insert("bundle".into(), AttrValue::S("com.example.app/1.3.0/6bb619125ffc6b696964190e3fac054b407d64d6e40423d2ec888e9f720afef5.zip".into()));
         item.insert("checksum".into(), AttrValue::S("6bb619125ffc6b696964190e3fac054b407d64d6e40423d2ec888e9f720afef5".into()));
         store.put_item("com.example.app", &release_sk("production", Target::All), &item).await.unwrap();
-        let state = AppState::embedded(dir.path(), Duration::from_secs(3600), Duration::from_secs(3600), None).unwrap();
+        let state = updraft::runtime::backend::open_embedded_state(dir.path(), Duration::from_secs(3600), Duration::from_secs(3600)).unwrap();
         // Warm the cache: the benchmark measures the cached path.
         let first = update_check(&state, BODY.as_bytes(), "http://127.0.0.1:8080").await.unwrap();
         assert!(std::str::from_utf8(&first).unwrap().contains("\"url\""));
@@ -103,7 +104,7 @@ fn bench(c: &mut Criterion) {
         item.insert("checksum".into(), AttrValue::S("6bb619125ffc6b696964190e3fac054b407d64d6e40423d2ec888e9f720afef5".into()));
         item.insert("manifest".into(), AttrValue::S(key.into()));
         store.put_item("com.example.app", &release_sk("production", Target::All), &item).await.unwrap();
-        let state = AppState::embedded(delta_dir.path(), Duration::from_secs(3600), Duration::from_secs(3600), None).unwrap();
+        let state = updraft::runtime::backend::open_embedded_state(delta_dir.path(), Duration::from_secs(3600), Duration::from_secs(3600)).unwrap();
         let answer = update_check(&state, BODY.as_bytes(), "https://updates.example.com").await.unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, &answer).unwrap();
@@ -165,7 +166,7 @@ fn bench(c: &mut Criterion) {
     }
     rolled.insert("rollout_percent".into(), AttrValue::N(50.into()));
     let sk = release_sk("production", Target::All);
-    let with_rollout = updraft::domain::release::AppSnapshot::from_items([(sk.as_str(), &rolled)]);
+    let with_rollout = updraft::domain::snapshot::AppSnapshot::from_items([(sk.as_str(), &rolled)]);
     c.bench_function("parse + decide only, active rollout", |b| {
         b.iter(|| {
             let req = parse_update_request(std::hint::black_box(BODY.as_bytes())).unwrap();

@@ -1,29 +1,30 @@
 //! The device side on DynamoDB against moto (`UPDRAFT_TEST_MOTO`, started by scripts/test.sh):
 //! the devices table (`DynamoDevices`), stats counters and failed versions (`DynamoStats`) and
-//! conditional pause/resume (`ReleaseControl` on `DynamoStore`). Every test makes its own
+//! conditional pause/resume (`ops::pauses` on `DynamoStore`). Every test makes its own
 //! tables. Items are read back with the raw SDK where their stored form is the contract.
 
-#[path = "common/aws.rs"]
-mod aws_common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use updraft::domain::keys::parse_release_sk;
+use updraft::domain::pause::{PauseRequest, ResumeRequest};
 
-use aws_common::{assert_fast, canned_dynamo_error, closed_port, config_for, moto_dynamo, unique};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
-use updraft::aws::{AwsTimeouts, dynamo_client};
+use support::aws::{
+    assert_fast, canned_dynamo_error, closed_port, config_for, moto_dynamo, unique,
+};
 use updraft::domain::device::{ChannelSource, DEFAULT_DEVICE_TTL_SECS, DeviceState};
 use updraft::domain::health::Health;
-use updraft::domain::stats::{ActionCounts, CounterKey, MAX_FAILED_VERSIONS, StatsBatch};
-use updraft::store::dynamo::{DynamoStore, create_table};
-use updraft::store::dynamo_devices::{DynamoDevices, TTL_ATTRIBUTE, create_devices_table};
-use updraft::store::dynamo_stats::{
+use updraft::domain::stats::fold::{ActionCounts, CounterKey, MAX_FAILED_VERSIONS, StatsBatch};
+use updraft::runtime::aws::{AwsTimeouts, dynamo_client};
+use updraft::store::dynamo::{
     COUNTER_SHARDS, DynamoStats, counter_partition, counter_sk, shard_of,
 };
-use updraft::store::{
-    DeviceStore, PauseRequest, ReleaseControl, ReleaseStore, ResumeRequest, StatsSink, StoreError,
-};
+use updraft::store::dynamo::{DynamoDevices, TTL_ATTRIBUTE, create_devices_table};
+use updraft::store::dynamo::{DynamoStore, create_table};
+use updraft::store::{DeviceStore, ReleaseStore, StatsSink, StoreError};
 
 const APP: &str = "com.example.app";
 
@@ -804,6 +805,47 @@ async fn put_release(fx: &Fixture, sk: &str, version: &str) {
         .send()
         .await
         .expect("put-item");
+}
+
+/// Pausing and resuming a release item of `DynamoStore` as the operations do it: the rule of
+/// `domain::pause`, written with its history entry, conditioned on the item's revision.
+trait Control {
+    async fn pause_release(
+        &self,
+        app: &str,
+        sk: &str,
+        p: &PauseRequest,
+    ) -> Result<bool, StoreError>;
+    async fn resume_release(
+        &self,
+        app: &str,
+        sk: &str,
+        r: &ResumeRequest,
+    ) -> Result<bool, StoreError>;
+}
+
+impl Control for DynamoStore {
+    async fn pause_release(
+        &self,
+        app: &str,
+        sk: &str,
+        p: &PauseRequest,
+    ) -> Result<bool, StoreError> {
+        let (channel, target) = parse_release_sk(sk).expect("a release sort key");
+        let at = p.now * 1_000_000;
+        updraft::ops::pauses::pause_release(self, self, app, channel, target, p, at).await
+    }
+
+    async fn resume_release(
+        &self,
+        app: &str,
+        sk: &str,
+        r: &ResumeRequest,
+    ) -> Result<bool, StoreError> {
+        let (channel, target) = parse_release_sk(sk).expect("a release sort key");
+        let at = r.now * 1_000_000;
+        updraft::ops::pauses::resume_release(self, self, app, channel, target, r, at).await
+    }
 }
 
 fn pause_at(version: &str, now: u64) -> PauseRequest {

@@ -2,22 +2,22 @@
 //! Items are written with the raw SDK, exactly as an operator would with
 //! `aws dynamodb put-item`, so these tests pin the public item contract of design.md §3.
 
-#[path = "common/aws.rs"]
-mod aws_common;
+mod support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use aws_common::{assert_fast, closed_port, config_for, emulator, hanging_endpoint, unique};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType,
 };
-use updraft::aws::{AwsTimeouts, dynamo_client};
+use support::aws::{assert_fast, closed_port, config_for, emulator, hanging_endpoint, unique};
 use updraft::domain::decide::{Decision, decide_update};
+use updraft::domain::item::{AttrValue, Item};
 use updraft::domain::protocol::parse_update_request;
-use updraft::domain::release::{AppSnapshot, AttrValue, Item};
+use updraft::domain::snapshot::AppSnapshot;
+use updraft::runtime::aws::{AwsTimeouts, dynamo_client};
 use updraft::store::dynamo::{DynamoStore, create_table};
 use updraft::store::{ItemWriter, ReleaseStore, StoreError};
 
@@ -648,7 +648,7 @@ async fn a_hanging_endpoint_fails_fast() {
 
 #[tokio::test]
 async fn throttling_is_retried_once_then_fails_fast() {
-    let (endpoint, requests) = aws_common::throttling_endpoint().await;
+    let (endpoint, requests) = support::aws::throttling_endpoint().await;
     let conf = config_for(&endpoint, AwsTimeouts::SERVING).await;
     let store = DynamoStore::new(dynamo_client(&conf), "updraft");
     let started = Instant::now();

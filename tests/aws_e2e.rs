@@ -3,21 +3,12 @@
 //! presigned signatures and expiry). `updraft release --backend aws` then
 //! `updraft serve --backend aws`, and the faults a device must survive.
 
-#[path = "common/aws.rs"]
-mod aws_common;
 mod support;
 
 use std::time::{Duration, Instant};
 
-use aws_common::{binary_env, closed_port, emulator, hanging_endpoint, pairs};
+use support::aws::{binary_env, closed_port, emulator, hanging_endpoint, pairs};
 use support::*;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn release_then_serve_on_aws_emulators() {
@@ -52,7 +43,7 @@ async fn release_then_serve_on_aws_emulators() {
     let mut env_serve = pairs(&env);
     env_serve.push(("UPDRAFT_CACHE_TTL", "0"));
     let mut server = Server::start(&[], &env_serve);
-    let res = client()
+    let res = support::client()
         .post(server.url("/updates"))
         .json(&plugin_body(APP_ID, "1.0.0", "builtin"))
         .send()
@@ -75,7 +66,7 @@ async fn release_then_serve_on_aws_emulators() {
     assert!(url.contains("X-Amz-Expires=3600"), "{url}");
 
     // The presigned URL really downloads, and it is what the plugin verifies.
-    let zip = client().get(url).send().await.unwrap();
+    let zip = support::client().get(url).send().await.unwrap();
     assert_eq!(zip.status(), 200);
     let zip = zip.bytes().await.unwrap();
     assert_eq!(sha256_hex(&zip), answer["checksum"].as_str().unwrap());
@@ -84,7 +75,15 @@ async fn release_then_serve_on_aws_emulators() {
     let at = url.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
     let flipped = if &url[at..=at] == "0" { "1" } else { "0" };
     let tampered = format!("{}{flipped}{}", &url[..at], &url[at + 1..]);
-    assert_eq!(client().get(&tampered).send().await.unwrap().status(), 403);
+    assert_eq!(
+        support::client()
+            .get(&tampered)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
 
     // Re-releasing 1.0.1 with other bytes is refused by the conditional write.
     write_web_dir(&web, "aws other bytes");
@@ -103,7 +102,7 @@ async fn release_then_serve_on_aws_emulators() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("different bytes"));
-    let again: serde_json::Value = client()
+    let again: serde_json::Value = support::client()
         .post(server.url("/updates"))
         .json(&plugin_body(APP_ID, "1.0.0", "builtin"))
         .send()
@@ -142,7 +141,7 @@ async fn unreachable_dynamodb_gives_a_failed_answer_in_bounded_time() {
         let mut server = Server::start(&["--backend", "aws", "--cache-ttl", "0"], &env);
         for _ in 0..2 {
             let started = Instant::now();
-            let res = client()
+            let res = support::client()
                 .post(server.url("/updates"))
                 .json(&plugin_body(APP_ID, "1.0.0", "builtin"))
                 .send()
@@ -163,7 +162,11 @@ async fn unreachable_dynamodb_gives_a_failed_answer_in_bounded_time() {
             );
             assert!(elapsed < bound, "{what}: {elapsed:?} over {bound:?}");
         }
-        let health = client().get(server.url("/health")).send().await.unwrap();
+        let health = support::client()
+            .get(server.url("/health"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(health.status(), 200);
         assert!(server.alive());
     }

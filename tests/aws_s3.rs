@@ -2,16 +2,15 @@
 //! their expiry like S3 does, so a URL that downloads here is one S3 would honour. Also a
 //! round trip on moto (`UPDRAFT_TEST_MOTO`), and `updraft release`'s publish path end to end.
 
-#[path = "common/aws.rs"]
-mod aws_common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use aws_common::{assert_fast, closed_port, config_for, emulator, unique};
 use rand::RngCore;
-use updraft::aws::{AwsTimeouts, dynamo_client, s3_client};
+use support::aws::{assert_fast, closed_port, config_for, emulator, unique};
 use updraft::bundles::s3::{MULTIPART_THRESHOLD, S3Bundles};
 use updraft::bundles::{BundleError, BundleStore, UrlSigner, sha256_hex};
+use updraft::runtime::aws::{AwsTimeouts, dynamo_client, s3_client};
 
 /// A bucket of its own on the emulator at `var`, and bundles in it.
 async fn fresh(var: &str, ttl: Duration) -> S3Bundles {
@@ -201,7 +200,7 @@ async fn a_missing_bucket_is_unavailable() {
 async fn a_failed_part_aborts_the_upload() {
     let moto = emulator("UPDRAFT_TEST_MOTO");
     let direct = fresh("UPDRAFT_TEST_MOTO", Duration::from_secs(60)).await;
-    let (proxy, refused) = aws_common::part_failing_proxy(&moto).await;
+    let (proxy, refused) = support::aws::part_failing_proxy(&moto).await;
     let conf = config_for(&proxy, AwsTimeouts::OPERATOR).await;
     let through_proxy =
         S3Bundles::new(s3_client(&conf), direct.bucket(), Duration::from_secs(60)).quiet(true);
@@ -276,17 +275,38 @@ async fn a_closed_endpoint_fails_fast() {
 /// downloads exactly the zip that was released.
 #[tokio::test]
 async fn publish_then_serve_end_to_end() {
-    use updraft::cli::publish::{BundleSource, ReleaseSpec, publish};
+    use std::sync::Arc;
     use updraft::domain::decide::{Decision, decide_update};
-    use updraft::domain::release::{Item, Target};
+    use updraft::domain::item::Item;
+    use updraft::domain::keys::Target;
+    use updraft::ops::OperatorStores;
+    use updraft::ops::publish::{BundleSource, ReleaseSpec, publish};
     use updraft::store::ReleaseStore;
-    use updraft::store::dynamo::{DynamoStore, create_table};
+    use updraft::store::dynamo::{DynamoStats, DynamoStore, create_table};
 
     let bundles = fresh("UPDRAFT_TEST_S3S", Duration::from_secs(600)).await;
     let moto = config_for(&emulator("UPDRAFT_TEST_MOTO"), AwsTimeouts::OPERATOR).await;
     let table = unique("updraft-e2e");
     create_table(&dynamo_client(&moto), &table).await.unwrap();
-    let store = DynamoStore::new(dynamo_client(&moto), table);
+    let store = Arc::new(DynamoStore::new(dynamo_client(&moto), table.clone()));
+    let stats = Arc::new(DynamoStats::new(dynamo_client(&moto), table, "unused", 60));
+    let ops = OperatorStores {
+        releases: store.clone(),
+        items: store.clone(),
+        query: store.clone(),
+        history: store.clone(),
+        devices: Arc::new(updraft::store::dynamo::DynamoDevices::new(
+            dynamo_client(&moto),
+            "unused-releases",
+            "unused-devices",
+            60,
+        )),
+        stats: stats.clone(),
+        evidence: stats,
+        bundles: Some(Arc::new(bundles.clone())),
+        identity: Arc::new(updraft::runtime::identity::LocalUser),
+        clock: updraft::clock::system(),
+    };
 
     let web = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -308,17 +328,10 @@ async fn publish_then_serve_end_to_end() {
         delta: None,
         rollout: None,
     };
-    let published = publish(&store, &store, &bundles, spec.clone(), "tester")
-        .await
-        .unwrap();
+    let published = publish(&ops, spec.clone()).await.unwrap();
     assert!(!published.reused_bundle);
     // Releasing the same bytes again reuses the object.
-    assert!(
-        publish(&store, &store, &bundles, spec, "tester")
-            .await
-            .unwrap()
-            .reused_bundle
-    );
+    assert!(publish(&ops, spec).await.unwrap().reused_bundle);
 
     let snap = store.load_app("com.example.app").await.unwrap().unwrap();
     let body = r#"{"platform":"ios","device_id":"6a1f0b3e-1111-4222-8333-9c2d00000000",
@@ -396,14 +409,21 @@ async fn env_child() {
         eprintln!("env_child only runs inside service_endpoint_variables_are_honoured");
         return;
     };
-    let conf = updraft::aws::sdk_config(AwsTimeouts::SERVING).await;
-    assert!(updraft::aws::has_custom_s3_endpoint(&conf));
+    let conf = updraft::runtime::aws::sdk_config(AwsTimeouts::SERVING).await;
+    assert!(updraft::runtime::aws::has_custom_s3_endpoint(&conf));
 
-    let store = DynamoStore::from_env(&conf).unwrap();
+    let table = std::env::var("UPDRAFT_TABLE").unwrap();
+    let store = DynamoStore::new(updraft::runtime::aws::dynamo_client(&conf), table);
     assert!(create_table(store.client(), store.table()).await.unwrap());
     assert!(store.load_app("com.example.app").await.unwrap().is_none());
 
-    let bundles = S3Bundles::from_env(&conf).unwrap().quiet(true);
+    // The bucket and URL lifetime as the Lambda reads them (`UPDRAFT_BUCKET`, `UPDRAFT_URL_TTL`).
+    let bundles = S3Bundles::new(
+        updraft::runtime::aws::s3_client(&conf),
+        std::env::var("UPDRAFT_BUCKET").unwrap(),
+        updraft::runtime::aws::url_ttl_from_env().unwrap(),
+    )
+    .quiet(true);
     bundles
         .client()
         .create_bucket()

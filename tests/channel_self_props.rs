@@ -10,10 +10,11 @@ use axum::body::Body;
 use axum::http::{Method, Request};
 use proptest::prelude::*;
 use tower::ServiceExt;
-use updraft::api::{AppState, router};
+use updraft::api::router;
 use updraft::bundles::local::LocalBundles;
 use updraft::domain::device::ChannelSource;
-use updraft::domain::release::{AttrValue, Item, Target, release_sk};
+use updraft::domain::item::{AttrValue, Item};
+use updraft::domain::keys::{Target, release_sk};
 use updraft::store::embedded::EmbeddedStore;
 use updraft::store::{DeviceStore, ItemWriter};
 
@@ -129,7 +130,7 @@ async fn world() -> World {
     let legacy: Item = [("legacy_channel_self".to_owned(), AttrValue::Bool(true))].into();
     store.put_item(LEGACY_APP, "app", &legacy).await.unwrap();
     let bundles = LocalBundles::open(dir.path(), Duration::from_secs(60)).unwrap();
-    let state = AppState::from_embedded(store, bundles, Duration::ZERO, None);
+    let state = updraft::runtime::backend::embedded_state(store, bundles, Duration::ZERO);
     World {
         app: router(Arc::new(state)),
         db: dir.path().join("updraft.db"),

@@ -7,8 +7,6 @@
 //! itself; a cross-origin POST is refused; the public API has none of its routes; a real
 //! `/stats` install moves the curve. Screenshots go to `target/dashboard-screenshots/`.
 
-#[path = "common/aws.rs"]
-mod aws_common;
 mod support;
 
 use std::io::{BufRead, BufReader};
@@ -38,7 +36,7 @@ impl Browser {
         let driver_path = std::env::var("UPDRAFT_TEST_CHROMEDRIVER").unwrap_or_else(|_| {
             panic!("UPDRAFT_TEST_CHROMEDRIVER is not set: run the tests with scripts/test.sh, which installs chromium-driver")
         });
-        let port = aws_common::closed_port();
+        let port = support::aws::closed_port();
         let driver = Command::new(&driver_path)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -300,7 +298,7 @@ impl Setup {
         all.push("--json");
         let out = updraft()
             .args(&all)
-            .envs(aws_common::pairs(&self.env))
+            .envs(support::aws::pairs(&self.env))
             .current_dir(self.tmp.path())
             .output()
             .unwrap();
@@ -431,7 +429,7 @@ fn points(attr: &str) -> usize {
 }
 
 async fn dashboard_shows_and_drives_releases(s: Setup) {
-    let env = aws_common::pairs(&s.env);
+    let env = support::aws::pairs(&s.env);
     let dash = Dashboard::start(&env, s.tmp.path());
 
     // Without the token: refused, in and out of the browser.
@@ -742,10 +740,12 @@ async fn dashboard_on_the_embedded_store() {
     // The store must exist before it is opened here: the first release makes it.
     s.release("0.9.0", "staging", &[]);
     let store = updraft::store::embedded::EmbeddedStore::open(&data).unwrap();
-    let now = updraft::rollouts::now_unix();
+    let now = updraft::clock::Clock::now(&updraft::clock::SystemClock);
     let epoch = release_all(&s, &store, now).await;
     for (at, marks) in seeded_marks(now, epoch) {
-        store.record_evidence_at(&marks, at).await.unwrap();
+        updraft::store::EvidenceStore::record_evidence(&store, &marks, at)
+            .await
+            .unwrap();
     }
     drop(store);
     dashboard_shows_and_drives_releases(s).await;
@@ -753,10 +753,10 @@ async fn dashboard_on_the_embedded_store() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_on_dynamodb() {
-    let env = aws_common::binary_env().await;
+    let env = support::aws::binary_env().await;
     let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
-    let client = aws_common::moto_dynamo(updraft::aws::AwsTimeouts::OPERATOR).await;
-    let stats = updraft::store::dynamo_stats::DynamoStats::new(
+    let client = support::aws::moto_dynamo(updraft::runtime::aws::AwsTimeouts::OPERATOR).await;
+    let stats = updraft::store::dynamo::DynamoStats::new(
         client.clone(),
         get("UPDRAFT_TABLE"),
         get("UPDRAFT_DEVICES_TABLE"),
@@ -771,10 +771,12 @@ async fn dashboard_on_dynamodb() {
         name: "dynamodb",
     };
     s.release("0.9.0", "staging", &[]);
-    let now = updraft::rollouts::now_unix();
+    let now = updraft::clock::Clock::now(&updraft::clock::SystemClock);
     let epoch = release_all(&s, &items, now).await;
     for (at, marks) in seeded_marks(now, epoch) {
-        stats.record_evidence_at(&marks, at).await.unwrap();
+        updraft::store::EvidenceStore::record_evidence(&stats, &marks, at)
+            .await
+            .unwrap();
     }
     dashboard_shows_and_drives_releases(s).await;
 }
@@ -799,10 +801,10 @@ fn a_non_loopback_address_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_page_refresh_costs_a_bounded_number_of_dynamodb_calls() {
     use std::sync::Arc;
+    use updraft::store::dynamo::DynamoDevices;
+    use updraft::store::dynamo::DynamoStats;
     use updraft::store::dynamo::DynamoStore;
-    use updraft::store::dynamo_devices::DynamoDevices;
-    use updraft::store::dynamo_stats::DynamoStats;
-    let env = aws_common::binary_env().await;
+    let env = support::aws::binary_env().await;
     let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
     let s = Setup {
         env: env.clone(),
@@ -817,35 +819,40 @@ async fn a_page_refresh_costs_a_bounded_number_of_dynamodb_calls() {
         &["--rollout", "5", "--steps", "5,25,100"],
     );
     s.release("1.1.0", "beta", &[]);
-    let conf = aws_common::config_for(
-        &aws_common::emulator("UPDRAFT_TEST_MOTO"),
-        updraft::aws::AwsTimeouts::OPERATOR,
+    let conf = support::aws::config_for(
+        &support::aws::emulator("UPDRAFT_TEST_MOTO"),
+        updraft::runtime::aws::AwsTimeouts::OPERATOR,
     )
     .await;
-    let calls = aws_common::CallLog::default();
+    let calls = support::aws::CallLog::default();
     let client = calls.client(&conf);
     let (table, devices) = (get("UPDRAFT_TABLE"), get("UPDRAFT_DEVICES_TABLE"));
     let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
-    let stores = updraft::backend::OperatorStores {
+    let device_store = Arc::new(DynamoDevices::new(
+        client.clone(),
+        table.clone(),
+        devices.clone(),
+        3600,
+    ));
+    let stats = Arc::new(DynamoStats::new(client, table, devices, 3600));
+    let stores = updraft::ops::OperatorStores {
         releases: store.clone(),
         items: store.clone(),
         query: store.clone(),
         history: store.clone(),
-        devices: Arc::new(DynamoDevices::new(
-            client.clone(),
-            table.clone(),
-            devices.clone(),
-            3600,
-        )),
-        stats: Arc::new(DynamoStats::new(client, table, devices, 3600)),
-        control: store,
+        devices: device_store,
+        stats: stats.clone(),
+        evidence: stats,
         bundles: None,
-        identity: updraft::backend::Identity::Aws(aws_sdk_sts::Client::new(&conf)),
+        identity: Arc::new(updraft::runtime::identity::AwsCaller(
+            aws_sdk_sts::Client::new(&conf),
+        )),
+        clock: updraft::clock::system(),
     };
     let live = updraft::dashboard::view::app_live(&stores, APP_ID)
         .await
         .unwrap();
-    assert_eq!(live["cards"].as_array().unwrap().len(), 2);
+    assert_eq!(live.cards.len(), 2);
     let ops = calls.take_ops();
     let mut by_op: std::collections::BTreeMap<&str, usize> = Default::default();
     for op in &ops {

@@ -10,8 +10,10 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 use updraft::domain::decide::{Decision, decide_update, decide_without_device};
 use updraft::domain::device::{ChannelSource, DeviceState};
+use updraft::domain::item::{AttrValue, Item};
+use updraft::domain::keys::DEVICE_OVERRIDES_SK;
 use updraft::domain::protocol::parse_update_request;
-use updraft::domain::release::{AppSnapshot, AttrValue, DEVICE_OVERRIDES_SK, Item};
+use updraft::domain::snapshot::AppSnapshot;
 
 const SUM: &str = "6bb619125ffc6b696964190e3fac054b407d64d6e40423d2ec888e9f720afef5";
 const VERSIONS: &[&str] = &["1.0.0", "1.0.1", "2.0.0", "builtin"];

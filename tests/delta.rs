@@ -6,25 +6,15 @@
 //! that SHA-256, else downloads `download_url` (following redirects), Brotli-decodes a `.br`
 //! body, checks the SHA-256 and writes the file without `.br`.
 
-#[path = "common/aws.rs"]
-mod aws_common;
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::Path;
-use std::time::Duration;
 
 use support::*;
 
 const FILES: usize = 300;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
 
 /// Deterministic filler text: words from a small PRNG, so files compress like real code.
 fn text(seed: u64, len: usize) -> String {
@@ -101,7 +91,7 @@ async fn apply_manifest(
             out.insert(target, (*bytes).clone());
             continue;
         }
-        let res = client().get(url).send().await.unwrap();
+        let res = support::client().get(url).send().await.unwrap();
         assert!(
             res.status() == 200 || res.status() == 206,
             "download_manifest_file_fail {name}: {}",
@@ -136,7 +126,7 @@ async fn check_gzip(
 ) -> (serde_json::Value, usize) {
     let mut body = plugin_body(APP_ID, "1.0.0", version_name);
     body["plugin_version"] = plugin_version.into();
-    let res = client()
+    let res = support::client()
         .post(format!("{origin}/updates"))
         .header("accept-encoding", "gzip")
         .json(&body)
@@ -213,7 +203,7 @@ async fn scenario<F, Fut>(
 
     let (folder, downloaded) = apply_manifest(&held, manifest).await;
     assert_eq!(folder, v2, "the device ends byte-identical to version 2");
-    let zip_len = client()
+    let zip_len = support::client()
         .get(answer["url"].as_str().unwrap())
         .send()
         .await
@@ -242,7 +232,7 @@ async fn scenario<F, Fut>(
     let mut body = plugin_body(APP_ID, "1.0.0", "1.0.1");
     body["version"] = "1.0.2".into();
     body["manifest"] = serde_json::Value::Array(manifest.clone());
-    let res = client()
+    let res = support::client()
         .post(format!("{origin}/updates/manifest_size"))
         .json(&body)
         .send()
@@ -257,7 +247,7 @@ async fn scenario<F, Fut>(
     // A tampered signature is refused with JSON.
     let url = manifest[0]["download_url"].as_str().unwrap();
     let tampered = format!("{}AAAA", &url[..url.len() - 4]);
-    let res = client().get(&tampered).send().await.unwrap();
+    let res = support::client().get(&tampered).send().await.unwrap();
     assert_eq!(res.status(), 403);
     let err: serde_json::Value = res.json().await.unwrap();
     assert_eq!(err["error"], "forbidden");
@@ -366,7 +356,7 @@ async fn delta_update_on_the_embedded_store() {
     let (answer, _) = check_gzip(&server.origin, "8.51.23", "1.0.1").await;
     let entry = &answer["manifest"][1];
     let url = entry["download_url"].as_str().unwrap();
-    let whole = client()
+    let whole = support::client()
         .get(url)
         .send()
         .await
@@ -374,7 +364,7 @@ async fn delta_update_on_the_embedded_store() {
         .bytes()
         .await
         .unwrap();
-    let res = client()
+    let res = support::client()
         .get(url)
         .header("range", "bytes=5-")
         .send()
@@ -386,7 +376,7 @@ async fn delta_update_on_the_embedded_store() {
 
 #[tokio::test]
 async fn delta_update_on_aws_emulators() {
-    let env = aws_common::binary_env().await;
+    let env = support::aws::binary_env().await;
     let bucket = env
         .iter()
         .find(|(k, _)| k == "UPDRAFT_BUCKET")
@@ -398,21 +388,21 @@ async fn delta_update_on_aws_emulators() {
             .args(["release", "--app", APP_ID, "--version", version, "--dir"])
             .arg(dir)
             .arg("--json")
-            .envs(aws_common::pairs(&env))
+            .envs(support::aws::pairs(&env))
             .output()
             .unwrap();
         assert_ok(&out);
         serde_json::from_slice(&out.stdout).unwrap()
     };
-    let mut serve_env = aws_common::pairs(&env);
+    let mut serve_env = support::aws::pairs(&env);
     serve_env.push(("UPDRAFT_CACHE_TTL", "0"));
     serve_env.push(("UPDRAFT_URL_SECRET", "0123456789abcdef0123456789abcdef"));
     // The first release creates the app; the server needs nothing before it.
     let server = Server::start(&[], &serve_env);
-    let s3 = updraft::aws::s3_client(
-        &aws_common::config_for(
-            &aws_common::emulator("UPDRAFT_TEST_S3S"),
-            updraft::aws::AwsTimeouts::OPERATOR,
+    let s3 = updraft::runtime::aws::s3_client(
+        &support::aws::config_for(
+            &support::aws::emulator("UPDRAFT_TEST_S3S"),
+            updraft::runtime::aws::AwsTimeouts::OPERATOR,
         )
         .await,
     );

@@ -9,23 +9,22 @@
 //! - overrides written before the marker existed are marked by `updraft device mark-overrides`
 //!   (DynamoDB) or when the embedded store opens such a database.
 
-#[path = "common/aws.rs"]
-mod aws_common;
 mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_common::{CallLog, config_for, emulator, unique};
+use support::aws::{CallLog, config_for, emulator, unique};
 use support::{APP_ID, DEVICE_ID, plugin_body, serve};
-use updraft::api::{AppState, AwsTables};
-use updraft::aws::{AwsTimeouts, dynamo_client, s3_client};
 use updraft::bundles::local::LocalBundles;
 use updraft::bundles::s3::S3Bundles;
 use updraft::domain::device::ChannelSource;
-use updraft::domain::release::{AttrValue, Item, Target, release_sk};
+use updraft::domain::item::{AttrValue, Item};
+use updraft::domain::keys::{Target, release_sk};
+use updraft::runtime::aws::{AwsTimeouts, dynamo_client, s3_client};
+use updraft::runtime::backend::AwsTables;
+use updraft::store::dynamo::{DynamoDevices, create_devices_table};
 use updraft::store::dynamo::{DynamoStore, create_table};
-use updraft::store::dynamo_devices::{DynamoDevices, create_devices_table};
 use updraft::store::embedded::EmbeddedStore;
 use updraft::store::{DeviceStore, ItemWriter};
 
@@ -50,7 +49,12 @@ async fn embedded() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path()).unwrap();
     let bundles = LocalBundles::open(dir.path(), Duration::from_secs(60)).unwrap();
-    let origin = serve(AppState::from_embedded(store.clone(), bundles, TTL, None)).await;
+    let origin = serve(updraft::runtime::backend::embedded_state(
+        store.clone(),
+        bundles,
+        TTL,
+    ))
+    .await;
     let shared = Arc::new(store);
     Harness {
         origin,
@@ -70,7 +74,7 @@ async fn dynamo() -> Harness {
     let (table, devices) = (unique("releases"), unique("devices"));
     create_table(&plain, &table).await.unwrap();
     create_devices_table(&plain, &devices).await.unwrap();
-    let state = AppState::on_aws(
+    let state = updraft::runtime::backend::aws_state(
         &counted,
         &counted,
         S3Bundles::new(s3_client(&conf), "bundles", Duration::from_secs(60)),

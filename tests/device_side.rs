@@ -4,24 +4,23 @@
 //! versions never re-offered, auto-pause and resume, `/channel_self` for plugins 8.x and 7.0,
 //! and operator overrides.
 
-#[path = "common/aws.rs"]
-mod aws_common;
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_common::{CallLog, config_for, emulator, unique};
+use support::aws::{CallLog, config_for, emulator, unique};
 use support::{APP_ID, DEVICE_ID, plugin_body, serve};
-use updraft::api::{AppState, AwsTables};
-use updraft::aws::{AwsTimeouts, dynamo_client, s3_client};
-use updraft::backend::{Identity, OperatorStores};
 use updraft::bundles::local::LocalBundles;
 use updraft::bundles::s3::S3Bundles;
-use updraft::domain::release::{AttrValue, Item, Target, release_sk};
+use updraft::domain::item::{AttrValue, Item};
+use updraft::domain::keys::{Target, release_sk};
+use updraft::ops::OperatorStores;
+use updraft::runtime::aws::{AwsTimeouts, dynamo_client, s3_client};
+use updraft::runtime::backend::AwsTables;
+use updraft::store::dynamo::DynamoStats;
+use updraft::store::dynamo::{DynamoDevices, create_devices_table};
 use updraft::store::dynamo::{DynamoStore, create_table};
-use updraft::store::dynamo_devices::{DynamoDevices, create_devices_table};
-use updraft::store::dynamo_stats::DynamoStats;
 use updraft::store::embedded::EmbeddedStore;
 
 const SUM: &str = "6bb619125ffc6b696964190e3fac054b407d64d6e40423d2ec888e9f720afef5";
@@ -52,11 +51,10 @@ async fn embedded() -> Harness {
     // A short lock wait, so that the outage test answers quickly.
     let store = EmbeddedStore::open_with(dir.path(), Duration::from_millis(300), 3600).unwrap();
     let bundles = LocalBundles::open(dir.path(), Duration::from_secs(60)).unwrap();
-    let origin = serve(AppState::from_embedded(
+    let origin = serve(updraft::runtime::backend::embedded_state(
         store.clone(),
         bundles,
         Duration::ZERO,
-        None,
     ))
     .await;
     let shared = Arc::new(store);
@@ -67,9 +65,10 @@ async fn embedded() -> Harness {
         history: shared.clone(),
         devices: shared.clone(),
         stats: shared.clone(),
-        control: shared,
+        evidence: shared,
         bundles: None,
-        identity: Identity::Local,
+        identity: Arc::new(updraft::runtime::identity::LocalUser),
+        clock: updraft::clock::system(),
     };
     Harness {
         origin,
@@ -100,7 +99,7 @@ async fn dynamo() -> Harness {
         3600,
     ));
     // The server's own stores, on the same tables as the operator's below.
-    let state = AppState::on_aws(
+    let state = updraft::runtime::backend::aws_state(
         &client,
         &client,
         S3Bundles::new(s3_client(&conf), "bundles", Duration::from_secs(60)),
@@ -118,10 +117,11 @@ async fn dynamo() -> Harness {
         query: store.clone(),
         history: store.clone(),
         devices: device_store,
-        stats,
-        control: store,
+        stats: stats.clone(),
+        evidence: stats,
         bundles: None,
-        identity: Identity::Local,
+        identity: Arc::new(updraft::runtime::identity::LocalUser),
+        clock: updraft::clock::system(),
     };
     Harness {
         origin,
@@ -200,15 +200,15 @@ impl Harness {
     }
 
     async fn counts(&self, channel: &str, version: &str) -> (u64, u64) {
-        let key = updraft::domain::stats::CounterKey {
+        let key = updraft::domain::stats::fold::CounterKey {
             app_id: APP_ID.into(),
             channel: channel.into(),
             version: version.into(),
         };
         let c = self.ops.stats.counts(&key).await.unwrap();
         (
-            updraft::domain::stats::installs(&c),
-            updraft::domain::stats::failures(&c),
+            updraft::domain::stats::fold::installs(&c),
+            updraft::domain::stats::fold::failures(&c),
         )
     }
 }
@@ -376,7 +376,7 @@ async fn failed_versions_and_auto_pause(h: Harness) {
     );
 
     // `updraft resume` lifts it; only later failures count towards the next pause.
-    updraft::cli::operator::resume(&h.ops, APP_ID, "production", Target::All)
+    updraft::ops::pauses::resume(&h.ops, APP_ID, "production", Target::All)
         .await
         .unwrap();
     assert_eq!(h.check(THIRD_DEVICE, "").await["version"], "1.0.2");
@@ -393,7 +393,7 @@ async fn failed_versions_and_auto_pause(h: Harness) {
         Some(&AttrValue::N(20.into()))
     );
     // The automatic pause and the resume are in history, each written with its change.
-    let history = updraft::cli::releases::history_entries(&h.ops, APP_ID, None, None)
+    let history = updraft::ops::history::history_entries(&h.ops, APP_ID, None, None)
         .await
         .unwrap();
     let got: Vec<(&str, &str, Option<&str>)> = history
@@ -405,7 +405,11 @@ async fn failed_versions_and_auto_pause(h: Harness) {
         got,
         [
             ("resume", who.as_str(), Some("1.0.2")),
-            ("auto-pause", updraft::store::AUTOMATIC, Some("1.0.2")),
+            (
+                "auto-pause",
+                updraft::domain::history::AUTOMATIC,
+                Some("1.0.2")
+            ),
         ],
         "{history:?}"
     );
@@ -599,14 +603,9 @@ async fn channels_and_overrides(h: Harness) {
 
     // A hijack: a stranger names a victim's device id, as an old plugin and as a new one,
     // with every method. The victim has an operator's assignment; nothing of it moves.
-    updraft::cli::operator::device(
-        &h.ops,
-        APP_ID,
-        THIRD_DEVICE,
-        updraft::cli::operator::DeviceAction::SetChannel("qa"),
-    )
-    .await
-    .unwrap();
+    updraft::ops::devices::set_channel(&h.ops, APP_ID, THIRD_DEVICE, "qa")
+        .await
+        .unwrap();
     let victim_before = h
         .ops
         .devices
@@ -735,14 +734,9 @@ async fn channels_and_overrides(h: Harness) {
     assert_eq!(h.check(OTHER_DEVICE, "").await["version"], "1.0.1");
 
     // An operator override wins over defaultChannel, and needs no self-assignment.
-    updraft::cli::operator::device(
-        &h.ops,
-        APP_ID,
-        DEVICE_ID,
-        updraft::cli::operator::DeviceAction::SetChannel("qa"),
-    )
-    .await
-    .unwrap();
+    updraft::ops::devices::set_channel(&h.ops, APP_ID, DEVICE_ID, "qa")
+        .await
+        .unwrap();
     assert_eq!(h.check(DEVICE_ID, "beta").await["version"], "1.2.0");
     let (_, a) = h
         .send(
@@ -760,14 +754,9 @@ async fn channels_and_overrides(h: Harness) {
     )
     .await;
     assert_eq!(h.check(DEVICE_ID, "beta").await["version"], "1.2.0");
-    updraft::cli::operator::device(
-        &h.ops,
-        APP_ID,
-        DEVICE_ID,
-        updraft::cli::operator::DeviceAction::UnsetChannel,
-    )
-    .await
-    .unwrap();
+    updraft::ops::devices::unset_channel(&h.ops, APP_ID, DEVICE_ID)
+        .await
+        .unwrap();
     assert_eq!(h.check(DEVICE_ID, "beta").await["version"], "1.1.0");
 }
 
@@ -859,7 +848,7 @@ async fn worst_case_stats_request_cost_dynamo() {
             .await
             .unwrap();
     }
-    let state = AppState::on_aws(
+    let state = updraft::runtime::backend::aws_state(
         &counted,
         &counted,
         S3Bundles::new(s3_client(&conf), "bundles", Duration::from_secs(60)),
@@ -872,7 +861,7 @@ async fn worst_case_stats_request_cost_dynamo() {
     );
     let origin = serve(state).await;
 
-    let actions: Vec<&str> = updraft::domain::stats::COUNTED_ACTIONS
+    let actions: Vec<&str> = updraft::domain::stats::actions::COUNTED_ACTIONS
         .iter()
         .copied()
         .chain(["made_up_1", "made_up_2"])
@@ -918,7 +907,7 @@ async fn worst_case_stats_request_cost_dynamo() {
 
     // Write units: 2 per KB per transactional item, 1 per KB per single-item write.
     let mut transact_wcu = 0;
-    for shard in 0..updraft::store::dynamo_stats::COUNTER_SHARDS {
+    for shard in 0..updraft::store::dynamo::COUNTER_SHARDS {
         let page = plain
             .query()
             .table_name(&table)
@@ -926,7 +915,7 @@ async fn worst_case_stats_request_cost_dynamo() {
             .expression_attribute_values(
                 ":p",
                 aws_sdk_dynamodb::types::AttributeValue::S(
-                    updraft::store::dynamo_stats::counter_partition(APP_ID, shard),
+                    updraft::store::dynamo::counter_partition(APP_ID, shard),
                 ),
             )
             .send()
@@ -960,11 +949,11 @@ async fn worst_case_stats_request_cost_dynamo() {
     );
     assert_eq!(by_op.get("Query"), Some(&1), "the app's releases, once");
     assert_eq!(by_op.get("TransactWriteItems"), Some(&1));
-    assert!(transact_items <= updraft::domain::stats::MAX_COUNTERS_PER_BATCH + 1);
+    assert!(transact_items <= updraft::domain::stats::fold::MAX_COUNTERS_PER_BATCH + 1);
     assert!(by_op.get("GetItem").unwrap_or(&0) <= &1);
     // Three writes per evidence mark, one per hourly count (at most one per mark), a trim of
     // the failed versions and a pause.
-    assert!(single_writes <= 4 * updraft::domain::stats::MAX_MARKS_PER_BATCH + 2);
+    assert!(single_writes <= 4 * updraft::domain::stats::fold::MAX_MARKS_PER_BATCH + 2);
     assert!(calls.len() <= 22, "{calls:?}");
     assert!(transact_wcu <= 80, "{transact_wcu} write units");
 }

@@ -7,15 +7,8 @@ use std::time::Duration;
 
 use support::*;
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
-
 async fn check(server: &Server, body: &serde_json::Value) -> (u16, serde_json::Value) {
-    let res = client()
+    let res = support::client()
         .post(server.url("/updates"))
         .json(body)
         .send()
@@ -54,7 +47,7 @@ async fn release_serve_check_download_verify() {
     assert!(url.starts_with(&server.origin), "{url}");
 
     // The download is what the plugin verifies: SHA-256 of the zip bytes, lowercase hex.
-    let res = client().get(url).send().await.unwrap();
+    let res = support::client().get(url).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/zip");
     let zip = res.bytes().await.unwrap();
@@ -68,7 +61,7 @@ async fn release_serve_check_download_verify() {
     );
 
     // Android resumes with Range: a 206 with the tail.
-    let res = client()
+    let res = support::client()
         .get(url)
         .header("range", "bytes=10-")
         .send()
@@ -79,14 +72,30 @@ async fn release_serve_check_download_verify() {
 
     // Tampered and unsigned URLs are refused with JSON.
     let tampered = url.replace("signature=", "signature=00");
-    let res = client().get(&tampered).send().await.unwrap();
+    let res = support::client().get(&tampered).send().await.unwrap();
     assert_eq!(res.status(), 403);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"], "forbidden");
     let unsigned = url.split('?').next().unwrap();
-    assert_eq!(client().get(unsigned).send().await.unwrap().status(), 403);
+    assert_eq!(
+        support::client()
+            .get(unsigned)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     let other_key = url.replace(".zip?", "0.zip?");
-    assert_eq!(client().get(&other_key).send().await.unwrap().status(), 403);
+    assert_eq!(
+        support::client()
+            .get(&other_key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
 
     // The device now runs 1.0.1: up to date, with the kind the plugin needs.
     let (_, answer) = check(&server, &plugin_body(APP_ID, "1.0.0", "1.0.1")).await;
@@ -141,9 +150,12 @@ async fn expired_urls_are_refused() {
     let server = Server::start(&["--data", data_s, "--url-ttl", "1"], &[]);
     let (_, answer) = check(&server, &plugin_body(APP_ID, "1.0.0", "builtin")).await;
     let url = answer["url"].as_str().unwrap().to_owned();
-    assert_eq!(client().get(&url).send().await.unwrap().status(), 200);
+    assert_eq!(
+        support::client().get(&url).send().await.unwrap().status(),
+        200
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let res = client().get(&url).send().await.unwrap();
+    let res = support::client().get(&url).send().await.unwrap();
     assert_eq!(res.status(), 403);
     let body: serde_json::Value = res.json().await.unwrap();
     assert!(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::*;
-use updraft::api::{AppState, router};
+use updraft::api::router;
 
 struct Local {
     origin: String,
@@ -16,8 +16,12 @@ struct Local {
 
 async fn start() -> Local {
     let data = tempfile::tempdir().unwrap();
-    let state =
-        AppState::embedded(data.path(), Duration::ZERO, Duration::from_secs(60), None).unwrap();
+    let state = updraft::runtime::backend::open_embedded_state(
+        data.path(),
+        Duration::ZERO,
+        Duration::from_secs(60),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(axum::serve(listener, router(Arc::new(state))).into_future());
@@ -27,16 +31,9 @@ async fn start() -> Local {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
 /// POSTs raw bytes to /updates and returns status and JSON body.
 async fn post(origin: &str, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
-    let res = client()
+    let res = support::client()
         .post(format!("{origin}/updates"))
         .header("content-type", "application/json")
         .body(body)
@@ -162,7 +159,7 @@ async fn bad_inputs_are_json_errors_and_the_server_keeps_serving() {
     );
 
     // Still serving.
-    let health: serde_json::Value = client()
+    let health: serde_json::Value = support::client()
         .get(format!("{}/health", s.origin))
         .send()
         .await
@@ -205,7 +202,7 @@ fn futures_chunks(
 #[tokio::test]
 async fn routes_cors_and_unknown_paths() {
     let s = start().await;
-    let res = client()
+    let res = support::client()
         .get(format!("{}/nope", s.origin))
         .send()
         .await
@@ -215,7 +212,7 @@ async fn routes_cors_and_unknown_paths() {
     let json: serde_json::Value = res.json().await.unwrap();
     assert_eq!(json["error"], "not_found");
 
-    let res = client()
+    let res = support::client()
         .get(format!("{}/updates", s.origin))
         .send()
         .await
@@ -227,7 +224,7 @@ async fn routes_cors_and_unknown_paths() {
     );
 
     // A browser (Capacitor's web view on some setups, or the web build) preflights.
-    let res = client()
+    let res = support::client()
         .request(reqwest::Method::OPTIONS, format!("{}/updates", s.origin))
         .header("origin", "http://localhost:5173")
         .header("access-control-request-method", "POST")
@@ -243,7 +240,7 @@ async fn routes_cors_and_unknown_paths() {
     assert!(methods.contains("POST"), "{methods}");
 
     // Bundle paths that are not signed, or try to escape, are refused without touching disk.
-    let res = client()
+    let res = support::client()
         .get(format!("{}/bundles/..%2F..%2Fetc%2Fpasswd", s.origin))
         .send()
         .await

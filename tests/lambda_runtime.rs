@@ -3,8 +3,6 @@
 //! events kept in tests/fixtures/events are invoked, and the answers must equal what
 //! `updraft serve` gives for the same request on the same DynamoDB and S3.
 
-#[path = "common/aws.rs"]
-mod aws_common;
 mod support;
 
 use std::os::unix::process::CommandExt;
@@ -12,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_common::{binary_env, pairs};
+use support::aws::{binary_env, pairs};
 use support::*;
 
 /// A child process group, killed whole when dropped (cargo-lambda spawns helpers).
@@ -306,13 +304,13 @@ async fn lambda_pauses_on_evidence_from_api_gateways_source_ip() {
         );
     }
     let value = |name: &str| env.iter().find(|(k, _)| k == name).unwrap().1.clone();
-    let conf = aws_common::config_for(
+    let conf = support::aws::config_for(
         &value("AWS_ENDPOINT_URL_DYNAMODB"),
-        updraft::aws::AwsTimeouts::OPERATOR,
+        updraft::runtime::aws::AwsTimeouts::OPERATOR,
     )
     .await;
     let store = updraft::store::dynamo::DynamoStore::new(
-        updraft::aws::dynamo_client(&conf),
+        updraft::runtime::aws::dynamo_client(&conf),
         value("UPDRAFT_TABLE"),
     );
     let paused = |app: &'static str| async {
@@ -323,7 +321,7 @@ async fn lambda_pauses_on_evidence_from_api_gateways_source_ip() {
             .unwrap()
             .unwrap();
         match item.get("paused") {
-            Some(updraft::domain::release::AttrValue::Bool(true)) => item
+            Some(updraft::domain::item::AttrValue::Bool(true)) => item
                 .get("pause_reason")
                 .map(|r| format!("{r:?}"))
                 .or(Some(String::new())),

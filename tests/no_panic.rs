@@ -3,8 +3,9 @@
 
 use proptest::prelude::*;
 use updraft::domain::decide::{Decision, decide_update};
+use updraft::domain::item::{AttrValue, Item};
 use updraft::domain::protocol::parse_update_request;
-use updraft::domain::release::{AppSnapshot, AttrValue, Item};
+use updraft::domain::snapshot::AppSnapshot;
 
 fn field_value() -> impl Strategy<Value = serde_json::Value> {
     prop_oneof![

@@ -4,13 +4,10 @@
 //! channels, history, rollback and promote without uploads, `bundles delete`, concurrent
 //! changes, `--json` everywhere, and read commands on a missing app.
 
-#[path = "common/aws.rs"]
-mod aws_common;
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
@@ -45,23 +42,23 @@ impl Backend {
     }
 
     async fn aws() -> Backend {
-        let env = aws_common::binary_env().await;
+        let env = support::aws::binary_env().await;
         let bucket = env
             .iter()
             .find(|(k, _)| k == "UPDRAFT_BUCKET")
             .unwrap()
             .1
             .clone();
-        let conf = aws_common::config_for(
-            &aws_common::emulator("UPDRAFT_TEST_S3S"),
-            updraft::aws::AwsTimeouts::OPERATOR,
+        let conf = support::aws::config_for(
+            &support::aws::emulator("UPDRAFT_TEST_S3S"),
+            updraft::runtime::aws::AwsTimeouts::OPERATOR,
         )
         .await;
         Backend {
             env,
             tmp: tempfile::tempdir().unwrap(),
             data: None,
-            s3: Some((updraft::aws::s3_client(&conf), bucket)),
+            s3: Some((updraft::runtime::aws::s3_client(&conf), bucket)),
             // What moto's STS answers to GetCallerIdentity.
             who: "arn:aws:sts::123456789012:user/moto".into(),
         }
@@ -70,7 +67,7 @@ impl Backend {
     fn run(&self, args: &[&str]) -> Output {
         updraft()
             .args(args)
-            .envs(aws_common::pairs(&self.env))
+            .envs(support::aws::pairs(&self.env))
             .current_dir(self.tmp.path())
             .output()
             .unwrap()
@@ -133,7 +130,7 @@ impl Backend {
     }
 
     fn serve(&self) -> Server {
-        let mut env = aws_common::pairs(&self.env);
+        let mut env = support::aws::pairs(&self.env);
         env.push(("UPDRAFT_CACHE_TTL", "0"));
         Server::start(&[], &env)
     }
@@ -173,19 +170,12 @@ fn count_files(dir: &Path) -> usize {
         .sum()
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
 /// An update check as the plugin sends it, on `platform`, asking for `channel` ("" = none).
 async fn check(server: &Server, platform: &str, channel: &str) -> Value {
     let mut body = plugin_body(APP_ID, "1.0.0", "builtin");
     body["platform"] = platform.into();
     body["defaultChannel"] = channel.into();
-    client()
+    support::client()
         .post(server.url("/updates"))
         .json(&body)
         .send()
@@ -201,7 +191,7 @@ async fn check(server: &Server, platform: &str, channel: &str) -> Value {
 async fn assert_installs(answer: &Value, version: &str) {
     assert_eq!(answer["version"], version, "{answer}");
     assert!(answer.get("error").is_none(), "{answer}");
-    let zip = client()
+    let zip = support::client()
         .get(answer["url"].as_str().unwrap())
         .send()
         .await
@@ -251,7 +241,7 @@ async fn policy_channel_set_and_platform_defaults(b: Backend) {
     let mut emulator = plugin_body(APP_ID, "1.0.0", "builtin");
     emulator["is_emulator"] = true.into();
     emulator["defaultChannel"] = "beta".into();
-    let refused: Value = client()
+    let refused: Value = support::client()
         .post(server.url("/updates"))
         .json(&emulator)
         .send()

@@ -13,10 +13,12 @@ use std::time::Duration;
 use axum::body::Body;
 use support::*;
 use tower::ServiceExt;
+use updraft::api::router;
 use updraft::api::source::SourceIp;
-use updraft::api::{AppState, router};
-use updraft::backend::Backend;
 use updraft::bundles::local::LocalBundles;
+use updraft::clock::{Clock, ManualClock, SystemClock};
+use updraft::ops::rollouts::tick;
+use updraft::runtime::backend::Backend;
 use updraft::store::embedded::EmbeddedStore;
 
 const N: u32 = 100_000;
@@ -29,11 +31,10 @@ fn device(i: u32) -> String {
 fn app(data: &Path) -> axum::Router {
     let store = EmbeddedStore::open(data).unwrap();
     let bundles = LocalBundles::open(data, Duration::from_secs(60)).unwrap();
-    router(Arc::new(AppState::from_embedded(
+    router(Arc::new(updraft::runtime::backend::embedded_state(
         store,
         bundles,
         Duration::ZERO,
-        None,
     )))
 }
 
@@ -321,25 +322,29 @@ async fn the_gate_advances_while_healthy_and_completes() {
             "0.1",
         ],
     );
-    let stores = Backend::Embedded { data: data.clone() }
+    let mut stores = Backend::Embedded { data: data.clone() }
         .operator_stores(false, true)
         .await
         .unwrap();
-    let start = updraft::rollouts::now_unix();
+    let clock = ManualClock::at(SystemClock.now());
+    stores.clock = clock.clone();
+    let start = clock.now();
     let a = app(&data);
     // 60 devices from 12 networks install it; networks count at most 10 devices each.
     report(&a, "1.0.2", 0..60, "set", |i| format!("10.{}.0.1", i % 12)).await;
-    let rows = updraft::rollouts::tick(&stores, Some(APP_ID), start + 1)
-        .await
-        .unwrap();
-    assert_eq!(rows[0].action, "hold", "{rows:?}: the step is not due yet");
+    clock.set(start + 1);
+    let rows = tick(&stores, Some(APP_ID)).await.unwrap();
+    assert_eq!(
+        rows[0].action.as_str(),
+        "hold",
+        "{rows:?}: the step is not due yet"
+    );
     let mut shares = vec![];
     for k in 1..=4 {
-        let rows = updraft::rollouts::tick(&stores, Some(APP_ID), start + 61 * k)
-            .await
-            .unwrap();
+        clock.set(start + 61 * k);
+        let rows = tick(&stores, Some(APP_ID)).await.unwrap();
         assert_eq!(rows.len(), 1);
-        shares.push((rows[0].percent, rows[0].action.clone()));
+        shares.push((rows[0].percent, rows[0].action.as_str().to_owned()));
     }
     assert_eq!(
         shares,
@@ -386,14 +391,11 @@ async fn the_gate_halts_on_failures_from_many_networks_not_from_one() {
         .operator_stores(false, true)
         .await
         .unwrap();
-    let now = updraft::rollouts::now_unix();
     let a = app(&data);
     // A forger on one network names 500 device ids that all fail: capped, one network.
     report(&a, "1.0.2", 0..500, "update_fail", |_| "203.0.113.9".into()).await;
-    let rows = updraft::rollouts::tick(&stores, Some(APP_ID), now)
-        .await
-        .unwrap();
-    assert_eq!(rows[0].action, "hold", "{rows:?}");
+    let rows = tick(&stores, Some(APP_ID)).await.unwrap();
+    assert_eq!(rows[0].action.as_str(), "hold", "{rows:?}");
     assert_eq!((rows[0].devices, rows[0].failing_networks), (10, 1));
 
     // Real failures: 2 devices each on 30 networks.
@@ -401,10 +403,8 @@ async fn the_gate_halts_on_failures_from_many_networks_not_from_one() {
         format!("10.{}.7.1", i % 30)
     })
     .await;
-    let rows = updraft::rollouts::tick(&stores, Some(APP_ID), now)
-        .await
-        .unwrap();
-    assert_eq!(rows[0].action, "abort", "{rows:?}");
+    let rows = tick(&stores, Some(APP_ID)).await.unwrap();
+    assert_eq!(rows[0].action.as_str(), "abort", "{rows:?}");
     let a = app(&data);
     assert_eq!(
         check(&a, &device(5), "1.0.2").await.as_deref(),

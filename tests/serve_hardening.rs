@@ -10,13 +10,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
-
 fn stats_event(device: &str) -> serde_json::Value {
     let mut e = plugin_body(APP_ID, "1.0.0", "builtin");
     e["device_id"] = device.into();
@@ -37,7 +30,7 @@ async fn health_and_cached_checks_do_not_wait_for_the_write_lock() {
         &["--data", data.path().to_str().unwrap(), "--cache-ttl", "60"],
         &[],
     );
-    let http = client();
+    let http = support::client();
     let check = plugin_body(APP_ID, "1.0.0", "builtin");
     // Warm the release cache.
     let answer: serde_json::Value = http
@@ -229,7 +222,11 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     );
     drop(first);
     let started = Instant::now();
-    let res = client().get(server.url("/health")).send().await.unwrap();
+    let res = support::client()
+        .get(server.url("/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert!(started.elapsed() < Duration::from_secs(2));
     drop(second);
@@ -242,7 +239,7 @@ async fn bundle_downloads_follow_no_links_and_answer_json() {
     write_web_dir(web.path(), "links");
     assert_ok(&release(data.path(), "1.0.1", Some(web.path()), &[]));
     let server = Server::start(&["--data", data.path().to_str().unwrap()], &[]);
-    let http = client();
+    let http = support::client();
     let answer: serde_json::Value = http
         .post(server.url("/updates"))
         .json(&plugin_body(APP_ID, "1.0.0", "builtin"))
@@ -363,7 +360,7 @@ async fn error_messages_never_echo_a_long_input() {
     write_web_dir(web.path(), "clip");
     assert_ok(&release(data.path(), "1.0.1", Some(web.path()), &[]));
     let server = Server::start(&["--data", data.path().to_str().unwrap()], &[]);
-    let http = client();
+    let http = support::client();
     let long = "é".repeat(30_000); // 60 KB
     let mut cases = Vec::new();
     for field in ["is_emulator", "version_build", "defaultChannel", "platform"] {

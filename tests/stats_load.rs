@@ -1,13 +1,11 @@
 //! A bounded load test on loopback: 5,000 stats events posted as arrays, 8 at a time, to the
 //! real binary on the AWS backend (DynamoDB on moto). Every event must be counted exactly once.
 
-#[path = "common/aws.rs"]
-mod aws_common;
 mod support;
 
 use std::time::{Duration, Instant};
 
-use aws_common::{binary_env, pairs};
+use support::aws::{binary_env, pairs};
 use support::*;
 
 const EVENTS: usize = 5_000;

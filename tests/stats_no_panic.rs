@@ -11,12 +11,13 @@ use axum::body::Body;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use tower::ServiceExt;
+use updraft::api::router;
 use updraft::api::source::SourceIp;
-use updraft::api::{AppState, router};
 use updraft::bundles::local::LocalBundles;
-use updraft::domain::release::{AttrValue, Item};
-use updraft::domain::stats::{
-    COUNTED_ACTIONS, MAX_COUNTERS_PER_BATCH, MAX_FAILED_VERSIONS, MAX_MARKS_PER_BATCH, OTHER_ACTION,
+use updraft::domain::item::{AttrValue, Item};
+use updraft::domain::stats::actions::{COUNTED_ACTIONS, OTHER_ACTION};
+use updraft::domain::stats::fold::{
+    MAX_COUNTERS_PER_BATCH, MAX_FAILED_VERSIONS, MAX_MARKS_PER_BATCH,
 };
 use updraft::store::ItemWriter;
 use updraft::store::embedded::EmbeddedStore;
@@ -158,11 +159,10 @@ fn stats_bodies_stay_within_bounds() {
         }
     });
     let bundles = LocalBundles::open(dir.path(), Duration::from_secs(60)).unwrap();
-    let app = router(Arc::new(AppState::from_embedded(
+    let app = router(Arc::new(updraft::runtime::backend::embedded_state(
         store,
         bundles,
         Duration::ZERO,
-        None,
     )));
     let db = rusqlite::Connection::open(dir.path().join("updraft.db")).unwrap();
     let count = |table: &str| {

@@ -33,10 +33,10 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use serde_yaml_ng::Value;
 use tower::ServiceExt;
-use updraft::api::{AppState, router};
-use updraft::aws::AwsTimeouts;
+use updraft::api::router;
+use updraft::runtime::aws::AwsTimeouts;
+use updraft::store::dynamo::{DEVICE_KEY, TTL_ATTRIBUTE};
 use updraft::store::dynamo::{PARTITION_KEY, SORT_KEY};
-use updraft::store::dynamo_devices::{DEVICE_KEY, TTL_ATTRIBUTE};
 
 /// Routes the template may declare ahead of the code: while the router answers such a path
 /// with its JSON 404 (`not_found`) on every method, the route is not checked. `/stats` and
@@ -117,7 +117,7 @@ struct Call {
 const SERVING_PATH: &[Call] = &[
     Call {
         called_as: "releases.get",
-        file: "src/store/dynamo.rs",
+        file: "src/store/dynamo/releases.rs",
         func: "load_app",
         touches: &[Res::Releases],
     },
@@ -130,55 +130,49 @@ const SERVING_PATH: &[Call] = &[
     },
     Call {
         called_as: "devices.get_device",
-        file: "src/store/dynamo_devices.rs",
+        file: "src/store/dynamo/devices.rs",
         func: "get_device",
         touches: &[Res::Devices],
     },
     // The app's `device_overrides` marker (releases table), then the device's override.
     Call {
         called_as: "devices.set_channel",
-        file: "src/store/dynamo_devices.rs",
+        file: "src/store/dynamo/devices.rs",
         func: "set_channel",
         touches: &[Res::Releases, Res::Devices],
     },
     Call {
         called_as: "devices.unset_channel",
-        file: "src/store/dynamo_devices.rs",
+        file: "src/store/dynamo/devices.rs",
         func: "unset_channel",
         touches: &[Res::Devices],
     },
     // One transaction: a counter item per release (releases table), an item per device.
     Call {
         called_as: "stats.record",
-        file: "src/store/dynamo_stats.rs",
+        file: "src/store/dynamo/stats.rs",
         func: "record",
         touches: &[Res::Releases, Res::Devices],
     },
     // Before it: the failed versions of the batch's device; after it, a trim to the newest 20.
     Call {
         called_as: "stats.record",
-        file: "src/store/dynamo_devices.rs",
+        file: "src/store/dynamo/devices.rs",
         func: "read_failed_versions",
         touches: &[Res::Devices],
     },
     Call {
         called_as: "stats.record",
-        file: "src/store/dynamo_devices.rs",
+        file: "src/store/dynamo/devices.rs",
         func: "delete_failed_versions",
         touches: &[Res::Devices],
     },
     // Evidence markers and tallies, in the devices table.
     Call {
-        called_as: "stats.record_evidence",
-        file: "src/store/dynamo_stats.rs",
+        called_as: "evidence.record_evidence",
+        file: "src/store/dynamo/evidence.rs",
         func: "record_evidence",
         touches: &[Res::Devices],
-    },
-    Call {
-        called_as: "control.pause_release",
-        file: "src/store/dynamo.rs",
-        func: "pause_release",
-        touches: &[Res::Releases],
     },
     // Presigning makes no call; the device's GET is authorised against the function's role.
     Call {
@@ -189,44 +183,62 @@ const SERVING_PATH: &[Call] = &[
     },
 ];
 
-/// Every store call of the scheduled rollout pass (`src/rollouts.rs` `tick`, run by the Lambda
-/// for an EventBridge event): not reached through `state.`, so listed apart; the role must
-/// allow these too.
-const SCHEDULED_PATH: &[Call] = &[
-    Call {
-        called_as: "query.app_ids",
-        file: "src/store/dynamo_history.rs",
-        func: "app_ids",
-        touches: &[Res::Releases],
-    },
-    Call {
-        called_as: "releases.load_app",
-        file: "src/store/dynamo.rs",
-        func: "load_app",
-        touches: &[Res::Releases],
-    },
-    Call {
-        called_as: "stats.evidence",
-        file: "src/store/dynamo_stats.rs",
-        func: "evidence",
-        touches: &[Res::Devices],
-    },
+/// Every store call of the automatic pause (`src/ops/pauses.rs` `auto_pause`, which the stats
+/// handler calls with the state's stores): a read of the release item, then its conditional
+/// write with its history entry. Not reached through `state.`, so listed apart.
+const AUTO_PAUSE_PATH: &[Call] = &[
     Call {
         called_as: "items.get_item",
-        file: "src/store/dynamo.rs",
+        file: "src/store/dynamo/items.rs",
         func: "get_item",
         touches: &[Res::Releases],
     },
     Call {
         called_as: "history.change_with_history",
-        file: "src/store/dynamo_history.rs",
+        file: "src/store/dynamo/history.rs",
+        func: "change_with_history",
+        touches: &[Res::Releases],
+    },
+];
+
+/// Every store call of the scheduled rollout pass (`src/ops/rollouts.rs` `tick`, run by the Lambda
+/// for an EventBridge event): not reached through `state.`, so listed apart; the role must
+/// allow these too.
+const SCHEDULED_PATH: &[Call] = &[
+    Call {
+        called_as: "query.app_ids",
+        file: "src/store/dynamo/items.rs",
+        func: "app_ids",
+        touches: &[Res::Releases],
+    },
+    Call {
+        called_as: "releases.load_app",
+        file: "src/store/dynamo/releases.rs",
+        func: "load_app",
+        touches: &[Res::Releases],
+    },
+    Call {
+        called_as: "evidence.evidence",
+        file: "src/store/dynamo/evidence.rs",
+        func: "evidence",
+        touches: &[Res::Devices],
+    },
+    Call {
+        called_as: "items.get_item",
+        file: "src/store/dynamo/items.rs",
+        func: "get_item",
+        touches: &[Res::Releases],
+    },
+    Call {
+        called_as: "history.change_with_history",
+        file: "src/store/dynamo/history.rs",
         func: "change_with_history",
         touches: &[Res::Releases],
     },
 ];
 
 /// The fields of `AppState` that reach AWS; `state.<field>.<method>(` calls are collected.
-const STATE_STORES: &[&str] = &["releases", "devices", "stats", "control", "signer"];
+const STATE_STORES: &[&str] = &["releases", "devices", "stats", "evidence", "signer"];
 
 // ---------------------------------------------------------------------------------------------
 // Reading both sides.
@@ -275,8 +287,8 @@ fn sources() -> Vec<(String, String)> {
         })
         .collect();
     assert!(
-        sources.iter().any(|(p, _)| p == "src/lambda.rs"),
-        "found no src/lambda.rs under {}",
+        sources.iter().any(|(p, _)| p == "src/runtime/lambda.rs"),
+        "found no src/runtime/lambda.rs under {}",
         repo().display()
     );
     sources
@@ -683,29 +695,31 @@ fn check_env(tpl: &Value, sources: &[(String, String)]) -> Vec<String> {
         .flat_map(|(_, code)| env_reads(code))
         .collect();
 
-    // What the Lambda path reads: src/lambda.rs, and in src/backend.rs what building its
-    // backend runs (aws_from_env, app_state and the helpers they call).
-    let lambda = source(sources, "src/lambda.rs").unwrap_or_default();
-    let backend = source(sources, "src/backend.rs").unwrap_or_default();
+    // What the Lambda path reads: src/runtime/lambda.rs, and in src/runtime/backend.rs what
+    // building its backend runs (aws_from_env, app_state and the helpers they call).
+    let lambda = source(sources, "src/runtime/lambda.rs").unwrap_or_default();
+    let backend = source(sources, "src/runtime/backend.rs").unwrap_or_default();
     let mut lambda_reads = env_reads(lambda);
     for entry in ["aws_from_env", "app_state"] {
         if !lambda.contains(entry) {
             problems.push(format!(
-                "src/lambda.rs no longer calls {entry}: update this test to follow the \
-                 Lambda path"
+                "src/runtime/lambda.rs no longer calls {entry}: update this test to follow \
+                 the Lambda path"
             ));
         }
         match reachable_code(backend, entry) {
             Some(code) => lambda_reads.extend(env_reads(&code)),
             None => problems.push(format!(
-                "src/backend.rs has no fn {entry}: update this test to follow the Lambda path"
+                "src/runtime/backend.rs has no fn {entry}: update this test to follow the \
+                 Lambda path"
             )),
         }
     }
-    // Helpers of src/aws.rs that src/lambda.rs calls by path (`crate::aws::url_ttl_from_env`).
-    let aws = source(sources, "src/aws.rs").unwrap_or_default();
-    for (i, _) in lambda.match_indices("crate::aws::") {
-        let rest = &lambda[i + "crate::aws::".len()..];
+    // Helpers of src/runtime/aws.rs that the Lambda calls by path
+    // (`crate::runtime::aws::url_ttl_from_env`).
+    let aws = source(sources, "src/runtime/aws.rs").unwrap_or_default();
+    for (i, _) in lambda.match_indices("crate::runtime::aws::") {
+        let rest = &lambda[i + "crate::runtime::aws::".len()..];
         let name: String = rest
             .chars()
             .take_while(|c| c.is_alphanumeric() || *c == '_')
@@ -717,8 +731,8 @@ fn check_env(tpl: &Value, sources: &[(String, String)]) -> Vec<String> {
     for name in DOCUMENTED_LAMBDA_ENV {
         if !lambda_reads.contains(*name) {
             problems.push(format!(
-                "design.md says the Lambda reads {name}, but the scan of src/lambda.rs, \
-                 src/backend.rs and src/aws.rs did not find it (found {lambda_reads:?}): fix the code, the \
+                "design.md says the Lambda reads {name}, but the scan of src/runtime/lambda.rs, \
+                 src/runtime/backend.rs and src/runtime/aws.rs did not find it (found {lambda_reads:?}): fix the code, the \
                  docs, or this scan"
             ));
         }
@@ -757,11 +771,11 @@ fn check_table_keys(tpl: &Value) -> Vec<String> {
     };
     let mut problems = Vec::new();
     let tables = [
-        (Res::Releases, SORT_KEY, "src/store/dynamo.rs", None),
+        (Res::Releases, SORT_KEY, "src/store/dynamo/mod.rs", None),
         (
             Res::Devices,
             DEVICE_KEY,
-            "src/store/dynamo_devices.rs",
+            "src/store/dynamo/devices.rs",
             Some(TTL_ATTRIBUTE),
         ),
     ];
@@ -1059,7 +1073,11 @@ async fn check_routes(
 fn needed_grants(sources: &[(String, String)]) -> Result<BTreeSet<(String, Res)>, Vec<String>> {
     let mut needed = BTreeSet::new();
     let mut problems = Vec::new();
-    for call in SERVING_PATH.iter().chain(SCHEDULED_PATH) {
+    for call in SERVING_PATH
+        .iter()
+        .chain(AUTO_PAUSE_PATH)
+        .chain(SCHEDULED_PATH)
+    {
         let (file, func) = (call.file, call.func);
         let Some(code) = source(sources, file).and_then(|text| reachable_code(text, func)) else {
             problems.push(format!(
@@ -1214,10 +1232,9 @@ fn check_serving_path_complete(sources: &[(String, String)]) -> Vec<String> {
     let listed: BTreeSet<&str> = SERVING_PATH.iter().map(|c| c.called_as).collect();
     let mut problems = Vec::new();
     let mut seen = BTreeSet::new();
-    for (file, code) in sources
-        .iter()
-        .filter(|(p, _)| p == "src/lambda.rs" || p == "src/api.rs" || p.starts_with("src/api/"))
-    {
+    for (file, code) in sources.iter().filter(|(p, _)| {
+        p == "src/runtime/lambda.rs" || p == "src/api.rs" || p.starts_with("src/api/")
+    }) {
         for call in state_calls(code) {
             if !listed.contains(call.as_str()) {
                 problems.push(format!(
@@ -1503,10 +1520,10 @@ fn check_logging(tpl: &Value) -> Vec<String> {
                 .or_else(|| v.as_u64().map(|n| n.to_string()))
         })
         .and_then(|v| v.parse::<u64>().ok());
-    if interval.is_none_or(|n| n > updraft::metrics::MAX_INTERVAL.as_secs()) {
+    if interval.is_none_or(|n| n > updraft::runtime::emf::MAX_INTERVAL.as_secs()) {
         problems.push(format!(
             "{id}: UPDRAFT_METRICS_INTERVAL must be a number of seconds up to {}, is {:?}",
-            updraft::metrics::MAX_INTERVAL.as_secs(),
+            updraft::runtime::emf::MAX_INTERVAL.as_secs(),
             env.get("UPDRAFT_METRICS_INTERVAL").map(show)
         ));
     }
@@ -1550,8 +1567,12 @@ fn assert_none(what: &str, problems: Vec<String>) {
 /// The router as `updraft serve` builds it: the embedded store, so local-only routes exist too.
 fn local_router() -> (axum::Router, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
-    let state =
-        AppState::embedded(data.path(), Duration::ZERO, Duration::from_secs(60), None).unwrap();
+    let state = updraft::runtime::backend::open_embedded_state(
+        data.path(),
+        Duration::ZERO,
+        Duration::from_secs(60),
+    )
+    .unwrap();
     (router(Arc::new(state)), data)
 }
 
@@ -1598,14 +1619,14 @@ fn the_public_surface_is_bounded_and_logged() {
 fn logging_is_json_without_per_invocation_platform_lines() {
     assert_none("logging", check_logging(&template()));
     // The metric lines are what a level above INFO would drop: they carry no level.
-    let key = updraft::domain::metrics::CountKey {
+    let key = updraft::domain::check_counts::CountKey {
         app: "a".into(),
         channel: "c".into(),
         version: "v".into(),
         decision: "offer",
     };
     let line: serde_json::Value =
-        serde_json::from_str(&updraft::domain::metrics::emf_line(&key, 1, 0)).unwrap();
+        serde_json::from_str(&updraft::domain::check_counts::emf_line(&key, 1, 0)).unwrap();
     assert!(line.get("level").is_none(), "{line}");
 }
 

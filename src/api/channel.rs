@@ -16,12 +16,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{ApiError, AppState, BODY_LIMIT, json_response, read_body};
+use crate::api::body::{BODY_LIMIT, read_body};
+use crate::api::error::{ApiError, json_response};
+use crate::api::state::AppState;
 use crate::domain::device::{ChannelSource, DeviceState};
 use crate::domain::protocol::{
-    RequestError, UpdateRequest, clip_message, parse_json_body, parse_update_request,
+    ChannelRefusal, RefusalCode, RequestError, UpdateRequest, clip_message, parse_json_body,
+    parse_update_request,
 };
-use crate::domain::release::AppSnapshot;
+use crate::domain::snapshot::AppSnapshot;
 
 /// Plugins from this version on keep a chosen channel on the device (and send it as
 /// `defaultChannel`); older ones need the server to remember it.
@@ -37,28 +40,23 @@ fn json(value: serde_json::Value) -> Response {
     json_response(StatusCode::OK, value.to_string().into_bytes())
 }
 
-fn refusal(error: &str, message: String) -> Response {
-    json(serde_json::json!({ "error": error, "message": clip_message(&message) }))
+fn refusal(error: &str, message: &str) -> Response {
+    json(serde_json::json!({ "error": error, "message": clip_message(message) }))
 }
 
 fn app_not_found() -> Response {
     refusal(
-        "app_not_found",
-        "This app has no releases on this server".into(),
+        RefusalCode::AppNotFound.as_str(),
+        "This app has no releases on this server",
     )
 }
 
 /// An old plugin asking the server to remember its channel, for an app that did not opt in.
 fn legacy_refused() -> Response {
     refusal(
-        "channel_self_set_not_stored",
-        "This server keeps no channel choices for plugins older than 7.34: update @capgo/capacitor-updater, or ask the operator for an override".into(),
+        ChannelRefusal::NotStored.as_str(),
+        "This server keeps no channel choices for plugins older than 7.34: update @capgo/capacitor-updater, or ask the operator for an override",
     )
-}
-
-fn store_error(e: crate::store::StoreError) -> ApiError {
-    tracing::error!(error = %e, "channel_self: store unavailable");
-    ApiError::Unavailable
 }
 
 /// True for plugins that need the server to remember `setChannel` (below 7.34).
@@ -94,17 +92,17 @@ pub(super) async fn set_channel(
     let channel = channel
         .filter(|c| !c.is_empty())
         .ok_or_else(|| RequestError::InvalidJsonBody("channel is missing".into()))?;
-    let Some(snap) = state.releases.get(&req.app_id).await.map_err(store_error)? else {
+    let Some(snap) = state.releases.get(&req.app_id).await? else {
         return Ok(app_not_found());
     };
     match may_self_assign(&snap, &channel, &req) {
         Err(()) => Ok(refusal(
-            "channel_not_found",
-            format!("Channel {channel:?} does not exist for this platform"),
+            ChannelRefusal::NotFound.as_str(),
+            &format!("Channel {channel:?} does not exist for this platform"),
         )),
         Ok(false) => Ok(refusal(
-            "channel_self_set_not_allowed",
-            "This channel does not allow devices to self associate".into(),
+            ChannelRefusal::NotAllowed.as_str(),
+            "This channel does not allow devices to self associate",
         )),
         Ok(true) => {
             let is_default = channel == snap.default_channel;
@@ -116,14 +114,12 @@ pub(super) async fn set_channel(
                 state
                     .devices
                     .set_channel(&req.app_id, &req.device_id, &channel, ChannelSource::Device)
-                    .await
-                    .map_err(store_error)?;
+                    .await?;
             } else if keeps_channel_on_server(&req) && snap.legacy_channel_self {
                 state
                     .devices
                     .unset_channel(&req.app_id, &req.device_id, Some(ChannelSource::Device))
-                    .await
-                    .map_err(store_error)?;
+                    .await?;
             }
             tracing::info!(app_id = %req.app_id, device_id = %req.device_id, channel = %channel, "channel self-assigned");
             // The default is not a choice to remember: `unset` makes the plugin clear its local
@@ -151,7 +147,7 @@ pub(super) async fn get_channel(
         state.releases.get(&req.app_id),
         state.devices.get_device(&req.app_id, &req.device_id)
     );
-    let (snap, device) = (snap.map_err(store_error)?, device.map_err(store_error)?);
+    let (snap, device) = (snap?, device?);
     let Some(snap) = snap else {
         return Ok(app_not_found());
     };
@@ -200,7 +196,7 @@ pub(super) async fn list_channels(
         .collect();
     let body = serde_json::to_vec(&object).map_err(|_| ApiError::Internal)?;
     let req = parse_update_request(&body)?;
-    let Some(snap) = state.releases.get(&req.app_id).await.map_err(store_error)? else {
+    let Some(snap) = state.releases.get(&req.app_id).await? else {
         return Ok(json(serde_json::json!([])));
     };
     let mut names: Vec<&String> = snap.channels.keys().collect();
@@ -242,13 +238,12 @@ pub(super) async fn unset_channel(
 ) -> Result<Response, ApiError> {
     let body = read_body(&headers, body, BODY_LIMIT).await?;
     let req = parse_update_request(&body)?;
-    let snap = state.releases.get(&req.app_id).await.map_err(store_error)?;
+    let snap = state.releases.get(&req.app_id).await?;
     if snap.is_some_and(|s| s.legacy_channel_self) {
         state
             .devices
             .unset_channel(&req.app_id, &req.device_id, Some(ChannelSource::Device))
-            .await
-            .map_err(store_error)?;
+            .await?;
     }
     Ok(json(serde_json::json!({ "status": "ok" })))
 }

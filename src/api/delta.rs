@@ -10,20 +10,25 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiError, AppState, json_response, read_body, request_origin, serve_file};
+use crate::api::body::read_body;
+use crate::api::error::{ApiError, json_response};
+use crate::api::files::serve_file;
+use crate::api::origin::request_origin;
+use crate::api::state::AppState;
 use crate::bundles::file_urls::object_key;
 use crate::bundles::local::UrlRefusal;
-use crate::domain::item::AttrValue;
-use crate::domain::manifest::{Manifest, plugin_supports_manifest};
-use crate::domain::protocol::{ManifestEntry, UpdateRequest, is_valid_app_id};
-use crate::domain::release::{AppSnapshot, Release};
+use crate::domain::item::{ItemExt, attr};
+use crate::domain::manifest::{Manifest, ManifestFile, plugin_supports_manifest};
+use crate::domain::protocol::{ManifestEntry, RequestError, UpdateRequest, is_valid_app_id};
+use crate::domain::release::Release;
+use crate::domain::snapshot::AppSnapshot;
 
 /// Largest `manifest_size` body: a 10,000-entry manifest echoed back.
 const MANIFEST_SIZE_BODY_LIMIT: usize = 4 << 20;
 
 /// Whether the app turned delta updates off (`delta: false` on its `app` item).
 fn app_delta_off(snap: &AppSnapshot) -> bool {
-    matches!(snap.app_item.get("delta"), Some(AttrValue::Bool(false)))
+    snap.app_item.flag(attr::DELTA) == Some(false)
 }
 
 /// The manifest to offer with `release`, and the expiry of its URLs: only for plugins that
@@ -112,10 +117,7 @@ pub(crate) async fn file(
         .signer
         .download_url(&key, &origin)
         .await
-        .map_err(|e| {
-            tracing::error!(key, error = %e, "cannot presign a file URL");
-            ApiError::Unavailable
-        })?;
+        .map_err(ApiError::unavailable)?;
     let mut res = Response::new(Body::empty());
     *res.status_mut() = StatusCode::FOUND;
     let location = HeaderValue::from_str(&url).map_err(|_| ApiError::Internal)?;
@@ -164,9 +166,8 @@ pub(crate) async fn manifest_size(
     body: Body,
 ) -> Result<Response, ApiError> {
     let body = read_body(&headers, body, MANIFEST_SIZE_BODY_LIMIT).await?;
-    let req: SizeRequest = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::BadRequest(crate::domain::protocol::RequestError::InvalidJsonParseBody)
-    })?;
+    let req: SizeRequest =
+        serde_json::from_slice(&body).map_err(|_| RequestError::InvalidJsonParseBody)?;
     if !is_valid_app_id(&req.app_id) {
         return Err(ApiError::NotFound);
     }
@@ -174,8 +175,7 @@ pub(crate) async fn manifest_size(
     let snap = state
         .releases
         .get(&req.app_id)
-        .await
-        .map_err(|_| ApiError::Unavailable)?
+        .await?
         .ok_or(ApiError::NotFound)?;
     // Only versions a channel serves: the route reads nothing else.
     let key = snap
@@ -190,7 +190,7 @@ pub(crate) async fn manifest_size(
         .manifests
         .get(&key)
         .await
-        .map_err(|_| ApiError::Unavailable)?
+        .map_err(ApiError::unavailable)?
         .ok_or(ApiError::NotFound)?;
     let by_hash: HashMap<&str, _> = manifest
         .files
@@ -203,7 +203,7 @@ pub(crate) async fn manifest_size(
         unknown_files: 0,
         files: Vec::new(),
     };
-    let mut add = |f: &'_ crate::domain::manifest::ManifestFile| {
+    let mut add = |f: &'_ ManifestFile| {
         answer.total_size += f.size;
         answer.known_files += 1;
     };

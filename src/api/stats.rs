@@ -4,19 +4,19 @@
 //! and send it again), then the evidence recorded and auto-pause decided.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::source::source_ip;
-use super::{ApiError, AppState, json_response, read_body};
-use crate::domain::evidence::{Evidence, EvidenceKey, network_of};
-use crate::domain::health::{AutoPausePolicy, should_pause};
-use crate::domain::release::{AppSnapshot, Target};
-use crate::domain::stats::{StatsEvent, fold_batch, parse_stats_body};
-use crate::store::PauseRequest;
+use crate::api::body::read_body;
+use crate::api::error::{ApiError, json_response};
+use crate::api::source::source_ip;
+use crate::api::state::AppState;
+use crate::domain::evidence::network_of;
+use crate::domain::stats::events::{StatsEvent, parse_stats_body};
+use crate::domain::stats::fold::fold_batch;
+use crate::ops::pauses::auto_pause;
 
 /// A full plugin batch (200 events of ~600 bytes, or of up to ~6 KB with WebView error
 /// metadata) with room to spare.
@@ -50,10 +50,8 @@ pub(super) async fn stats(
         return Ok(answer(0));
     };
     // The app's releases say what may be counted; an unknown app creates nothing.
-    let snap = state.releases.get(app_id).await.map_err(|e| {
-        tracing::error!(app_id, error = %e, "cannot read releases for a stats batch; the plugin will resend it");
-        ApiError::Unavailable
-    })?;
+    // A store failure answers 503: the plugin keeps the batch and sends it again.
+    let snap = state.releases.get(app_id).await?;
     let Some(snap) = snap else {
         tracing::info!(
             app_id,
@@ -67,13 +65,15 @@ pub(super) async fn stats(
         let e = &parsed.events[*i];
         tracing::info!(app_id = %e.app_id, device_id = %e.device_id, version_name = %e.version_name, action = %e.action, why = why.as_str(), "stats event not counted");
     }
-    state.stats.record(&folded.batch).await.map_err(|e| {
-        tracing::error!(error = %e, events = parsed.events.len(), "stats batch not stored; the plugin will resend it");
-        ApiError::Unavailable
-    })?;
+    state.stats.record(&folded.batch).await?;
     if !folded.marks.is_empty() {
-        match state.stats.record_evidence(&folded.marks).await {
-            Ok(evidence) => auto_pause(&state, &snap, &evidence).await,
+        let now = state.clock.now_micros();
+        match state
+            .evidence
+            .record_evidence(&folded.marks, now / 1_000_000)
+            .await
+        {
+            Ok(evidence) => auto_pause(&*state.items, &*state.history, &snap, &evidence, now).await,
             // The events are safe; losing one device's evidence only delays a pause.
             Err(e) => tracing::warn!(app_id, error = %e, "evidence not recorded"),
         }
@@ -99,62 +99,4 @@ fn log_event(e: &StatsEvent<'_>, network: &str) {
         network,
         metadata = %e.metadata.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default()).unwrap_or_default(),
     );
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Pauses the releases whose evidence is now strong enough. Best effort: the events are
-/// already safe, so a failure here is only logged.
-async fn auto_pause(state: &AppState, snap: &AppSnapshot, evidence: &[(EvidenceKey, Evidence)]) {
-    for (key, evidence) in evidence {
-        let Some(release) = release_of(snap, &key.sk) else {
-            continue;
-        };
-        if release.paused || release.version_text != key.version {
-            continue;
-        }
-        let policy = AutoPausePolicy::from_items(&release.item, Some(&snap.app_item));
-        let now = now_unix();
-        let Some(reason) = should_pause(&policy, *evidence, release.resumed_at, now) else {
-            continue;
-        };
-        let pause = PauseRequest {
-            version: key.version.clone(),
-            reason: reason.clone(),
-            now,
-            cooldown_secs: policy.cooldown_secs,
-            who: None,
-        };
-        match state
-            .control
-            .pause_release(&key.app_id, &key.sk, &pause)
-            .await
-        {
-            Ok(true) => {
-                tracing::warn!(app_id = %key.app_id, sk = %key.sk, version = %key.version, reason, "release auto-paused")
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(app_id = %key.app_id, sk = %key.sk, error = %e, "auto-pause failed")
-            }
-        }
-    }
-}
-
-/// The release item with sort key `sk` in a snapshot.
-fn release_of<'s>(snap: &'s AppSnapshot, sk: &str) -> Option<&'s crate::domain::release::Release> {
-    let (channel, target) = sk.strip_prefix("release#")?.rsplit_once('#')?;
-    let target = Target::parse(target)?;
-    snap.channels
-        .get(channel)?
-        .targets()
-        .find(|(t, _)| *t == target)?
-        .1
-        .as_ref()
-        .ok()
 }

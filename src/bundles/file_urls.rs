@@ -4,7 +4,10 @@
 //! files. The `/f/` route checks the signature, then serves the file (locally) or redirects to
 //! a presigned object (on AWS).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,13 +31,7 @@ pub const ROUTE_PREFIX: &str = "/f/";
 pub struct FileUrls {
     key: [u8; 32],
     ttl: Duration,
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    clock: Arc<dyn Clock>,
 }
 
 /// `<app>/<name>` of the route ↔ the object key `<app>/files/<name>`: only delta files are
@@ -51,12 +48,19 @@ impl FileUrls {
         FileUrls {
             key: Sha256::digest(secret).into(),
             ttl,
+            clock: crate::clock::system(),
         }
+    }
+
+    /// The same signer, with `clock` for expiries.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The expiry every URL signed now carries.
     pub fn expiry(&self) -> u64 {
-        (now_unix() + self.ttl.as_secs()).div_ceil(EXPIRY_STEP) * EXPIRY_STEP
+        (self.clock.now() + self.ttl.as_secs()).div_ceil(EXPIRY_STEP) * EXPIRY_STEP
     }
 
     fn mac(&self, key: &str, expires: u64) -> HmacSha256 {
@@ -95,7 +99,7 @@ impl FileUrls {
         self.mac(key, expires)
             .verify_truncated_left(&sig)
             .map_err(|_| UrlRefusal::BadSignature)?;
-        if expires < now_unix() {
+        if expires < self.clock.now() {
             return Err(UrlRefusal::Expired);
         }
         Ok(())
@@ -122,7 +126,7 @@ mod tests {
         let urls = FileUrls::new(b"secret", Duration::from_secs(600));
         let key = format!("com.example.app/files/{}.br", "a".repeat(64));
         let exp = urls.expiry();
-        assert!(exp >= now_unix() + 600 && exp.is_multiple_of(EXPIRY_STEP));
+        assert!(exp >= crate::clock::SystemClock.now() + 600 && exp.is_multiple_of(EXPIRY_STEP));
         let url = urls.url("https://h", &key, exp).unwrap();
         assert!(url.len() < 140, "{url}");
         let (k, e, s) = parts(&url);
@@ -144,7 +148,7 @@ mod tests {
             other_secret.verify(&k, Some(&e), Some(&s)),
             Err(UrlRefusal::BadSignature)
         );
-        let past = now_unix() - 1;
+        let past = crate::clock::SystemClock.now() - 1;
         let (_, e, s) = parts(&urls.url("https://h", &key, past).unwrap());
         assert_eq!(
             urls.verify(&k, Some(&e), Some(&s)),

@@ -5,7 +5,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
 
 use async_trait::async_trait;
 use hmac::{Hmac, KeyInit, Mac};
@@ -21,6 +24,7 @@ pub struct LocalBundles {
     root: PathBuf,
     secret: [u8; 32],
     ttl: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 /// Why a bundle URL is refused (all HTTP 403, except a missing file).
@@ -38,22 +42,20 @@ fn unavailable(e: impl std::fmt::Display) -> BundleError {
     BundleError::Unavailable(e.to_string())
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl LocalBundles {
     /// Opens `<data>/bundles`, creating the signing secret (`<data>/url-secret`, mode 0600) once.
     pub fn open(data_dir: &Path, ttl: Duration) -> Result<Self, BundleError> {
-        crate::store::private_dir(data_dir)
+        crate::store::embedded::private_dir(data_dir)
             .map_err(|e| unavailable(format!("{}: {e}", data_dir.display())))?;
         let root = data_dir.join("bundles");
         std::fs::create_dir_all(&root).map_err(unavailable)?;
         let secret = load_or_create_secret(&data_dir.join("url-secret"))?;
-        Ok(LocalBundles { root, secret, ttl })
+        Ok(LocalBundles {
+            root,
+            secret,
+            ttl,
+            clock: crate::clock::system(),
+        })
     }
 
     /// The file behind a key, if the key is well-formed.
@@ -122,7 +124,7 @@ impl LocalBundles {
         self.mac(key, expires)
             .verify_slice(&sig)
             .map_err(|_| UrlRefusal::BadSignature)?;
-        if expires < now_unix() {
+        if expires < self.clock.now() {
             return Err(UrlRefusal::Expired);
         }
         Ok(())
@@ -163,7 +165,7 @@ impl UrlSigner for LocalBundles {
         if !is_valid_key(key) {
             return Err(BundleError::InvalidKey(key.to_owned()));
         }
-        let expires = now_unix() + self.ttl.as_secs();
+        let expires = self.clock.now() + self.ttl.as_secs();
         Ok(format!(
             "{origin}/bundles/{key}?{}",
             self.sign(key, expires)
@@ -263,7 +265,7 @@ mod tests {
             b.verify("com.example.app/1.0.0/x.zip", None, Some(s)),
             Err(UrlRefusal::Unsigned)
         );
-        let past = now_unix() - 5;
+        let past = crate::clock::SystemClock.now() - 5;
         let q = b.sign("k", past);
         let sig = q.split_once("signature=").unwrap().1;
         assert_eq!(

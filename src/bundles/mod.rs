@@ -1,10 +1,12 @@
 //! Where bundle zips live and how devices get them: an object store (S3 or a local folder) and
 //! a signer that hands out expiring download URLs.
 
+pub mod delta_files;
 pub mod file_urls;
 pub mod local;
 pub mod manifests;
 pub mod s3;
+pub mod zip_layout;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};

@@ -14,7 +14,6 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
-use crate::aws::{ConfigError, env_required, url_ttl_from_env};
 use crate::bundles::{BundleError, BundleStore, ObjectReader, UrlSigner, is_valid_key};
 
 /// Zips at least this large go up in parts: a failed part is retried alone, not the whole zip.
@@ -57,17 +56,6 @@ impl S3Bundles {
             ttl,
             quiet: false,
         }
-    }
-
-    /// The bucket named by `UPDRAFT_BUCKET`, URLs valid for `UPDRAFT_URL_TTL` seconds (default
-    /// 3600), with a client built from `conf` (path-style when a custom endpoint is set).
-    pub fn from_env(conf: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
-        let bucket = env_required("UPDRAFT_BUCKET")?;
-        Ok(Self::new(
-            crate::aws::s3_client(conf),
-            bucket,
-            url_ttl_from_env()?,
-        ))
     }
 
     /// No progress bar (for `--json` output and scripts).

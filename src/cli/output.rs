@@ -1,6 +1,7 @@
 //! How every operator command prints: one JSON document on stdout with `--json`, a table or a
-//! sentence otherwise; errors as one sentence with a hint (and, with `--json`, as a JSON
-//! `{"error", "message"}` document on stdout too).
+//! sentence otherwise; errors as one sentence with a hint (`ops::errors`), and with `--json`
+//! also as a JSON `{"error", "message"}` document on stdout. Every document ends with a
+//! newline.
 
 use serde::Serialize;
 
@@ -18,16 +19,30 @@ impl Report {
         })
     }
 
+    /// A result whose text is its one sentence (`Display`).
+    pub fn sentence(value: &(impl Serialize + std::fmt::Display)) -> anyhow::Result<Self> {
+        Self::new(value, value.to_string())
+    }
+
+    /// What the report prints the way the command was asked to, newline included.
+    pub fn rendered(&self, json: bool) -> String {
+        if json {
+            let mut out = serde_json::to_string_pretty(&self.json).unwrap_or_default();
+            out.push('\n');
+            out
+        } else if self.text.is_empty() {
+            String::new()
+        } else {
+            format!("{}\n", self.text.trim_end())
+        }
+    }
+
     /// Prints the report the way the command was asked to.
     pub fn print(&self, json: bool) {
-        if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&self.json).unwrap_or_default()
-            );
-        } else if !self.text.is_empty() {
-            println!("{}", self.text.trim_end());
-        }
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(self.rendered(json).as_bytes());
+        let _ = out.flush();
     }
 }
 
@@ -60,61 +75,15 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// One sentence for an error, with a hint for the failures operators meet: AWS credentials,
-/// a missing table, an unreachable endpoint. SDK internals stay out of it.
-pub fn explain(e: &anyhow::Error) -> String {
-    let full = format!("{e:#}");
-    let lower = full.to_ascii_lowercase();
-    let aws = lower.contains("dynamodb") || lower.contains("s3 ") || lower.contains("sts ");
-    if aws
-        && (lower.contains("credential")
-            || lower.contains("unrecognizedclient")
-            || lower.contains("invalidclienttokenid")
-            || lower.contains("invalidaccesskeyid")
-            || lower.contains("expiredtoken")
-            || lower.contains("security token"))
-    {
-        return "AWS credentials are missing or were refused; set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or run `aws configure`".to_owned();
-    }
-    if aws && lower.contains("resourcenotfound") {
-        return "the DynamoDB table does not exist in this account and region; check --table (UPDRAFT_TABLE) and AWS_REGION, or deploy with `sam deploy`".to_owned();
-    }
-    if aws && lower.contains("nosuchbucket") {
-        return "the S3 bucket does not exist; check --bucket (UPDRAFT_BUCKET) and AWS_REGION"
-            .to_owned();
-    }
-    if aws
-        && (lower.contains("dispatch failure")
-            || lower.contains("timeout")
-            || lower.contains("timed out")
-            || lower.contains("connection refused"))
-    {
-        return "cannot reach AWS; check AWS_REGION and AWS_ENDPOINT_URL (if set) and the network"
-            .to_owned();
-    }
-    full
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn aws_failures_become_one_sentence_with_a_hint() {
-        let creds = anyhow::anyhow!(
-            "the release store is unavailable: DynamoDB Query: dispatch failure: other: no credentials provider: CredentialsNotLoaded(..)"
-        );
-        let said = explain(&creds);
-        assert!(
-            said.contains("AWS_PROFILE") && said.contains("aws configure"),
-            "{said}"
-        );
-        assert!(!said.contains("CredentialsNotLoaded"));
-        let table = anyhow::anyhow!(
-            "DynamoDB Query: ResourceNotFoundException: Requested resource not found"
-        );
-        assert!(explain(&table).contains("UPDRAFT_TABLE"));
-        assert_eq!(explain(&anyhow::anyhow!("no app x.y")), "no app x.y");
+    fn documents_end_with_a_newline() {
+        let r = Report::new(&serde_json::json!({"a": 1}), "a sentence").unwrap();
+        assert!(r.rendered(true).ends_with("}\n"));
+        assert_eq!(r.rendered(false), "a sentence\n");
     }
 
     #[test]

@@ -7,8 +7,10 @@ use semver::Version;
 
 use crate::domain::device::DeviceState;
 use crate::domain::protocol::{RefusalCode, UpdateRequest};
-use crate::domain::release::{AppSnapshot, DisableAutoUpdate, Release};
-use crate::domain::rollout::{self, RolloutState};
+use crate::domain::release::{DisableAutoUpdate, Release, RolloutState};
+use crate::domain::rollout;
+use crate::domain::share::percent_text;
+use crate::domain::snapshot::AppSnapshot;
 use crate::domain::trace::{NoTrace, Tracer};
 use crate::domain::version::ReleaseVersion;
 
@@ -180,53 +182,10 @@ fn decide_inner<'a, T: Tracer, D: DeviceView>(
         )));
     };
 
-    // §4.2 channel: a device override first (an operator's, or an old plugin's setChannel
-    // where the app allows those),
-    // then a requested channel, which must be the default or allow self-assignment.
-    let overridden = device.overridden(app)?;
-    // The app's default for this platform: `default_channel_<platform>`, else `default_channel`.
-    let default_channel = app.default_channel_for(req.platform);
-    let channel: &'a str = match (overridden, req.default_channel.as_deref()) {
-        (Some(name), _) => name,
-        (None, Some(asked)) if asked != default_channel => {
-            let Some((name, entry)) = app
-                .channels
-                .get_key_value(asked)
-                .and_then(|(name, c)| Some((name.as_str(), c.for_platform(req.platform)?)))
-            else {
-                return Ok(Decision::Refuse(Refusal::new(
-                    RefusalCode::NoChannel,
-                    format!(
-                        "Channel {asked:?} does not exist for platform {}",
-                        req.platform.as_str()
-                    ),
-                )));
-            };
-            match entry {
-                Ok(r) if r.allow_self_assign => name,
-                Ok(_) => {
-                    return Ok(Decision::Refuse(Refusal::new(
-                        RefusalCode::NoChannel,
-                        format!("Channel {asked:?} does not allow devices to assign themselves"),
-                    )));
-                }
-                Err(e) => return Ok(Decision::Refuse(invalid_release(name, e))),
-            }
-        }
-        (None, _) => default_channel,
+    let channel = match choose_channel(req, app, device, t)? {
+        Ok(channel) => channel,
+        Err(refusal) => return Ok(Decision::Refuse(refusal)),
     };
-    t.step("channel", || {
-        match (overridden, req.default_channel.as_deref()) {
-            (Some(_), _) => format!("{channel} (the device's override)"),
-            (None, Some(asked)) if asked != default_channel => {
-                format!("{channel} (asked for by the device; it allows self-assignment)")
-            }
-            _ => format!(
-                "{channel} (the app's default for {})",
-                req.platform.as_str()
-            ),
-        }
-    });
     let release = match app.release(channel, req.platform) {
         None => {
             t.step("release", || {
@@ -302,17 +261,27 @@ fn decide_inner<'a, T: Tracer, D: DeviceView>(
             req.version_name_raw, release.version_text
         )
     });
-    // §4.4 gates, in order.
+    Ok(gates(req, release, channel, t))
+}
+
+/// §4.4: the release's gates, in order, for a device that does not run it yet: pause, the
+/// version gates, the audience, then a reset or the offer (with its encryption check).
+fn gates<'a, T: Tracer>(
+    req: &UpdateRequest<'_>,
+    release: &'a Release,
+    channel: &'a str,
+    t: &mut T,
+) -> Decision<'a> {
     if release.paused {
         t.step("paused", || "the release is paused".to_owned());
         let message = match &release.pause_reason {
             Some(why) => Cow::Owned(format!("This release is paused: {why}")),
             None => Cow::Borrowed("This release is paused"),
         };
-        return Ok(Decision::Refuse(Refusal {
+        return Decision::Refuse(Refusal {
             version: Some(&release.version_text),
             ..Refusal::new(RefusalCode::ReleasePaused, message).on(channel)
-        }));
+        });
     }
     if let ReleaseVersion::Bundle(bundle) = &release.version
         && let Some(refusal) = version_gate(release, bundle, &req.version_build)
@@ -324,7 +293,7 @@ fn decide_inner<'a, T: Tracer, D: DeviceView>(
                 req.version_build
             )
         });
-        return Ok(Decision::Refuse(refusal.on(channel)));
+        return Decision::Refuse(refusal.on(channel));
     }
     t.step("version_gate", || {
         format!(
@@ -358,7 +327,7 @@ fn decide_inner<'a, T: Tracer, D: DeviceView>(
     };
     if let Some((code, message)) = audience {
         t.step("audience", || format!("blocked: {message}"));
-        return Ok(Decision::Refuse(Refusal::new(code, message).on(channel)));
+        return Decision::Refuse(Refusal::new(code, message).on(channel));
     }
     t.step("audience", || {
         format!(
@@ -368,17 +337,74 @@ fn decide_inner<'a, T: Tracer, D: DeviceView>(
     });
 
     if release.version == ReleaseVersion::Builtin {
-        return Ok(Decision::Reset { channel });
+        return Decision::Reset { channel };
     }
 
     // Encryption must match the app: a plain bundle fails `session_key_required` on an app
     // with a publicKey, an encrypted one cannot be opened without it (protocol.md §3).
     if let Some(refusal) = key_gate(req, release) {
         t.step("encryption", || format!("blocked: {}", refusal.message));
-        return Ok(Decision::Refuse(refusal.on(channel)));
+        return Decision::Refuse(refusal.on(channel));
     }
     t.step("encryption", || "passed".to_owned());
-    Ok(Decision::Offer { channel, release })
+    Decision::Offer { channel, release }
+}
+
+/// §4.2: the device's channel: its override first (an operator's, or an old plugin's
+/// setChannel where the app allows those), then the channel it asks for, which must be the
+/// default or allow self-assignment, else the app's default for its platform.
+#[allow(clippy::type_complexity)]
+fn choose_channel<'a, T: Tracer, D: DeviceView>(
+    req: &UpdateRequest<'_>,
+    app: &'a AppSnapshot,
+    device: D,
+    t: &mut T,
+) -> Result<Result<&'a str, Refusal<'a>>, D::Missing> {
+    let overridden = device.overridden(app)?;
+    // The app's default for this platform: `default_channel_<platform>`, else `default_channel`.
+    let default_channel = app.default_channel_for(req.platform);
+    let channel: &'a str = match (overridden, req.default_channel.as_deref()) {
+        (Some(name), _) => name,
+        (None, Some(asked)) if asked != default_channel => {
+            let Some((name, entry)) = app
+                .channels
+                .get_key_value(asked)
+                .and_then(|(name, c)| Some((name.as_str(), c.for_platform(req.platform)?)))
+            else {
+                return Ok(Err(Refusal::new(
+                    RefusalCode::NoChannel,
+                    format!(
+                        "Channel {asked:?} does not exist for platform {}",
+                        req.platform.as_str()
+                    ),
+                )));
+            };
+            match entry {
+                Ok(r) if r.allow_self_assign => name,
+                Ok(_) => {
+                    return Ok(Err(Refusal::new(
+                        RefusalCode::NoChannel,
+                        format!("Channel {asked:?} does not allow devices to assign themselves"),
+                    )));
+                }
+                Err(e) => return Ok(Err(invalid_release(name, e))),
+            }
+        }
+        (None, _) => default_channel,
+    };
+    t.step("channel", || {
+        match (overridden, req.default_channel.as_deref()) {
+            (Some(_), _) => format!("{channel} (the device's override)"),
+            (None, Some(asked)) if asked != default_channel => {
+                format!("{channel} (asked for by the device; it allows self-assignment)")
+            }
+            _ => format!(
+                "{channel} (the app's default for {})",
+                req.platform.as_str()
+            ),
+        }
+    });
+    Ok(Ok(channel))
 }
 
 /// Which version of the release item this device is served: the rollout version while its
@@ -390,14 +416,14 @@ fn pick_version<'a, T: Tracer, D: DeviceView>(
     release: &'a Release,
     device: D,
     t: &mut T,
-) -> Result<Result<&'a Release, &'a crate::domain::release::ItemError>, D::Missing> {
+) -> Result<Result<&'a Release, &'a crate::domain::item::ItemError>, D::Missing> {
     let rollout = match &release.rollout {
         None => return Ok(Ok(release)),
         Some(Err(e)) => return Ok(Err(e)),
         Some(Ok(r)) => r,
     };
     let candidate = &rollout.release;
-    let share = || rollout::percent_text(rollout.basis_points);
+    let share = || percent_text(rollout.basis_points);
     let runs_it = || match &candidate.version {
         ReleaseVersion::Bundle(v) => is_running(req, v, &candidate.version_text),
         ReleaseVersion::Builtin => req.on_builtin(),
@@ -470,7 +496,7 @@ fn is_running(req: &UpdateRequest<'_>, version: &Version, text: &str) -> bool {
         || Version::parse(&req.version_name_raw).is_ok_and(|v| &v == version)
 }
 
-fn invalid_release<'a>(channel: &'a str, e: &crate::domain::release::ItemError) -> Refusal<'a> {
+fn invalid_release<'a>(channel: &'a str, e: &crate::domain::item::ItemError) -> Refusal<'a> {
     Refusal::new(
         RefusalCode::InvalidRelease,
         format!("The release of channel {channel:?} is misconfigured: {e}"),
@@ -572,9 +598,9 @@ mod tests {
     }
 
     use super::*;
+    use crate::domain::item::{AttrValue, Item};
     use crate::domain::protocol::Kind;
     use crate::domain::release::tests::{SUM, item, s};
-    use crate::domain::release::{AttrValue, Item};
 
     fn body(version_build: &str, version_name: &str, extra: &str) -> String {
         let channel = if extra.contains("defaultChannel") {

@@ -3,7 +3,7 @@
 //! conditional write.
 
 use crate::domain::evidence::Evidence;
-use crate::domain::item::{AttrValue, Item};
+use crate::domain::item::{Item, ItemExt, attr};
 
 /// When to pause a release on its own (release item attributes, else the `app` item's, else
 /// these defaults).
@@ -39,40 +39,34 @@ impl Default for AutoPausePolicy {
     }
 }
 
-fn number(item: &Item, name: &str) -> Option<f64> {
-    match item.get(name) {
-        Some(AttrValue::N(n)) => n.as_f64(),
-        _ => None,
-    }
-}
-
 impl AutoPausePolicy {
     /// The policy for a release: its own attributes first, then the app item's.
     pub fn from_items(release: &Item, app: Option<&Item>) -> Self {
         let d = AutoPausePolicy::default();
-        let pick = |name: &str| number(release, name).or_else(|| app.and_then(|a| number(a, name)));
-        let enabled = match (
-            release.get("auto_pause"),
-            app.and_then(|a| a.get("auto_pause")),
-        ) {
-            (Some(AttrValue::Bool(b)), _) | (None, Some(AttrValue::Bool(b))) => *b,
-            _ => d.enabled,
+        let pick = |name: &str| {
+            release
+                .number(name)
+                .or_else(|| app.and_then(|a| a.number(name)))
         };
+        let enabled = release
+            .flag(attr::AUTO_PAUSE)
+            .or_else(|| app.and_then(|a| a.flag(attr::AUTO_PAUSE)))
+            .unwrap_or(d.enabled);
         AutoPausePolicy {
             enabled,
-            min_attempts: pick("auto_pause_min_attempts")
+            min_attempts: pick(attr::AUTO_PAUSE_MIN_ATTEMPTS)
                 .filter(|n| *n >= 1.0)
                 .map_or(d.min_attempts, |n| n as u64),
-            min_networks: pick("auto_pause_min_networks")
+            min_networks: pick(attr::AUTO_PAUSE_MIN_NETWORKS)
                 .filter(|n| *n >= 1.0)
                 .map_or(d.min_networks, |n| n as u64),
-            devices_per_network: pick("auto_pause_devices_per_network")
+            devices_per_network: pick(attr::AUTO_PAUSE_DEVICES_PER_NETWORK)
                 .filter(|n| *n >= 1.0)
                 .map_or(d.devices_per_network, |n| n as u64),
-            threshold: pick("auto_pause_threshold")
+            threshold: pick(attr::AUTO_PAUSE_THRESHOLD)
                 .filter(|n| (0.0..1.0).contains(n))
                 .unwrap_or(d.threshold),
-            cooldown_secs: pick("auto_pause_cooldown")
+            cooldown_secs: pick(attr::AUTO_PAUSE_COOLDOWN)
                 .filter(|n| *n >= 0.0)
                 .map_or(d.cooldown_secs, |n| n as u64),
         }
@@ -156,6 +150,7 @@ pub fn should_pause(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::item::AttrValue;
 
     #[test]
     fn wilson_bound() {

@@ -6,10 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::item::{AttrValue, Item};
+use crate::domain::item::{Item, ItemExt, attr};
+use crate::domain::keys::Target;
 
-/// The attribute counting the changes of a release or `app` item.
-pub const REVISION_ATTR: &str = "revision";
+/// Who history names for automatic changes (auto-pause, the rollout gate).
+pub const AUTOMATIC: &str = "updraft (automatic)";
 
 /// The partition key of an app's history items.
 pub fn history_partition(app_id: &str) -> String {
@@ -98,8 +99,8 @@ pub struct HistoryEntry {
     pub at_micros: u64,
     pub action: HistoryAction,
     pub channel: String,
-    /// `all`, `android`, `ios` or `electron`; `all` for app-wide changes.
-    pub platform: String,
+    /// The release item's target; `all` for app-wide changes.
+    pub platform: Target,
     /// The version served before; `None` when the channel served nothing there.
     pub from_version: Option<String>,
     /// The version served after.
@@ -114,63 +115,54 @@ pub struct HistoryEntry {
 impl HistoryEntry {
     /// The entry's sort key in the history partition: time first, so a Query reads newest first.
     pub fn sort_key(&self) -> String {
-        format!("{:016}#{}#{}", self.at_micros, self.channel, self.platform)
+        format!(
+            "{:016}#{}#{}",
+            self.at_micros,
+            self.channel,
+            self.platform.as_str()
+        )
     }
 
-    /// The entry as item attributes (design of README's history item table).
+    /// The entry as item attributes (README's history item table).
     pub fn to_item(&self) -> Item {
         let mut item = Item::new();
-        let s = |v: &str| AttrValue::S(v.to_owned());
-        item.insert(
-            "at".into(),
-            AttrValue::N((self.at_micros / 1_000_000).into()),
-        );
-        item.insert("at_micros".into(), AttrValue::N(self.at_micros.into()));
-        item.insert("action".into(), s(self.action.as_str()));
-        item.insert("channel".into(), s(&self.channel));
-        item.insert("platform".into(), s(&self.platform));
-        item.insert("who".into(), s(&self.who));
-        if let Some(v) = &self.from_version {
-            item.insert("from_version".into(), s(v));
-        }
-        if let Some(v) = &self.to_version {
-            item.insert("to_version".into(), s(v));
-        }
-        if let Some(d) = &self.detail {
-            item.insert("detail".into(), s(d));
+        item.set_whole("at", self.at_micros / 1_000_000);
+        item.set_whole("at_micros", self.at_micros);
+        item.set_text("action", self.action.as_str());
+        item.set_text("channel", &self.channel);
+        item.set_text("platform", self.platform.as_str());
+        item.set_text("who", &self.who);
+        for (name, value) in [
+            ("from_version", &self.from_version),
+            ("to_version", &self.to_version),
+            ("detail", &self.detail),
+        ] {
+            if let Some(v) = value {
+                item.set_text(name, v);
+            }
         }
         item
     }
 
     /// Reads a history item; `None` for one this version cannot read.
     pub fn from_item(item: &Item) -> Option<Self> {
-        let s = |name: &str| match item.get(name) {
-            Some(AttrValue::S(v)) => Some(v.clone()),
-            _ => None,
-        };
-        let at_micros = match item.get("at_micros") {
-            Some(AttrValue::N(n)) => n.as_u64()?,
-            _ => return None,
-        };
+        let text = |name: &str| item.text(name).map(str::to_owned);
         Some(HistoryEntry {
-            at_micros,
-            action: HistoryAction::parse(&s("action")?)?,
-            channel: s("channel")?,
-            platform: s("platform")?,
-            from_version: s("from_version"),
-            to_version: s("to_version"),
-            who: s("who").unwrap_or_default(),
-            detail: s("detail"),
+            at_micros: item.whole("at_micros")?,
+            action: HistoryAction::parse(item.text("action")?)?,
+            channel: text("channel")?,
+            platform: Target::parse(item.text("platform")?)?,
+            from_version: text("from_version"),
+            to_version: text("to_version"),
+            who: text("who").unwrap_or_default(),
+            detail: text("detail"),
         })
     }
 }
 
 /// An item's revision: 0 for an item written before revisions existed (or by hand).
 pub fn revision_of(item: &Item) -> u64 {
-    match item.get(REVISION_ATTR) {
-        Some(AttrValue::N(n)) => n.as_u64().unwrap_or(0),
-        _ => 0,
-    }
+    item.whole(attr::REVISION).unwrap_or(0)
 }
 
 /// What a conditional change expects of the item it replaces.
@@ -230,7 +222,7 @@ mod tests {
             at_micros: at,
             action,
             channel: "production".into(),
-            platform: "all".into(),
+            platform: Target::All,
             from_version: from.map(str::to_owned),
             to_version: Some(to.to_owned()),
             who: "alice".into(),
@@ -269,7 +261,7 @@ mod tests {
         assert_eq!(Expected::of(None).next(), 1);
         let mut it = Item::new();
         assert_eq!(Expected::of(Some(&it)), Expected::Revision(0));
-        it.insert(REVISION_ATTR.into(), AttrValue::N(7.into()));
+        it.set_whole(attr::REVISION, 7);
         assert_eq!(Expected::of(Some(&it)).next(), 8);
     }
 }

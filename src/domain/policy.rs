@@ -2,26 +2,26 @@
 //! *how* (design.md §3), as opposed to *what* it serves. Policy belongs to the channel: a new
 //! release, a rollback or a promotion keeps it unless the operator sets it explicitly.
 
-use crate::domain::item::{AttrValue, Item};
+use crate::domain::item::{AttrValue, Item, attr};
 
 /// The attributes that are channel policy. `link`/`comment` describe one release and the
 /// bundle attributes (`version`, `bundle`, `url`, `checksum`, …) are what is served, so neither
 /// is kept; pause state belongs to the release that was paused.
 pub const POLICY_ATTRS: &[&str] = &[
-    "disable_auto_update",
-    "disable_auto_update_under_native",
-    "min_update_version",
-    "allow_emulator",
-    "allow_device",
-    "allow_dev",
-    "allow_prod",
-    "allow_self_assign",
-    "auto_pause",
-    "auto_pause_min_attempts",
-    "auto_pause_min_networks",
-    "auto_pause_devices_per_network",
-    "auto_pause_threshold",
-    "auto_pause_cooldown",
+    attr::DISABLE_AUTO_UPDATE,
+    attr::DISABLE_AUTO_UPDATE_UNDER_NATIVE,
+    attr::MIN_UPDATE_VERSION,
+    attr::ALLOW_EMULATOR,
+    attr::ALLOW_DEVICE,
+    attr::ALLOW_DEV,
+    attr::ALLOW_PROD,
+    attr::ALLOW_SELF_ASSIGN,
+    attr::AUTO_PAUSE,
+    attr::AUTO_PAUSE_MIN_ATTEMPTS,
+    attr::AUTO_PAUSE_MIN_NETWORKS,
+    attr::AUTO_PAUSE_DEVICES_PER_NETWORK,
+    attr::AUTO_PAUSE_THRESHOLD,
+    attr::AUTO_PAUSE_COOLDOWN,
 ];
 
 /// True for a policy attribute.

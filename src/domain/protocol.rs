@@ -45,6 +45,16 @@ pub enum Kind {
     Failed,
 }
 
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::UpToDate => "up_to_date",
+            Kind::Blocked => "blocked",
+            Kind::Failed => "failed",
+        }
+    }
+}
+
 impl RefusalCode {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -95,6 +105,28 @@ impl RefusalCode {
     }
 }
 
+/// What `setChannel` can be refused with (protocol.md §6): Capgo's codes, HTTP 200, never
+/// with `kind` (setChannel would read it as success).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelRefusal {
+    /// The channel does not exist for the device's platform.
+    NotFound,
+    /// The channel does not allow devices to choose it.
+    NotAllowed,
+    /// An old plugin asked the server to remember its choice, for an app that did not opt in.
+    NotStored,
+}
+
+impl ChannelRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "channel_not_found",
+            Self::NotAllowed => "channel_self_set_not_allowed",
+            Self::NotStored => "channel_self_set_not_stored",
+        }
+    }
+}
+
 impl Serialize for RefusalCode {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
@@ -134,7 +166,7 @@ pub struct RawUpdateRequest<'a> {
 }
 
 /// Platforms a release item can target (design.md §3); `all` is not a device platform.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Platform {
     Android,
     Ios,

@@ -1,88 +1,14 @@
-//! The release contract of design.md §3: items as DynamoDB and the embedded store hold them,
-//! and their typed form. Parsing is here, once, so both stores read items the same way and a
-//! hand-written item (`aws dynamodb put-item`) gets the same checks as one written by the CLI.
-
-use std::collections::HashMap;
+//! The release contract of design.md §3 in its typed form: a release item (what a channel
+//! serves on a platform, with its policy) and the staged rollout it may carry. Parsing is
+//! here, once, so both stores read items the same way and a hand-written item (`aws dynamodb
+//! put-item`) gets the same checks as one written by the CLI.
 
 use semver::Version;
 
 use crate::domain::health::Health;
-pub use crate::domain::item::{AttrValue, Item};
-use crate::domain::protocol::Platform;
+use crate::domain::item::{Item, ItemError, ItemExt, attr};
+use crate::domain::share::{parse_percent, parse_steps};
 use crate::domain::version::ReleaseVersion;
-
-/// Sort key of the app settings item.
-pub const APP_SK: &str = "app";
-/// Sort key of the marker item in an app's partition that says some device of the app has a
-/// channel override (see `AppSnapshot::device_overrides`).
-pub const DEVICE_OVERRIDES_SK: &str = "device_overrides";
-/// The marker's one attribute: unix seconds of the app's first device override.
-pub const DEVICE_OVERRIDES_SINCE: &str = "since";
-
-/// Whether the items an app's snapshot is read from describe an app: a `device_overrides`
-/// marker alone does not (the app has no items an update check could serve).
-pub fn describes_an_app<'a>(mut sks: impl Iterator<Item = &'a str>) -> bool {
-    sks.any(|sk| sk != DEVICE_OVERRIDES_SK)
-}
-/// The channel an app serves when nothing else is set.
-pub const DEFAULT_CHANNEL: &str = "production";
-
-/// Sort key of a release item: `release#<channel>#<platform>`.
-pub fn release_sk(channel: &str, target: Target) -> String {
-    format!("release#{channel}#{}", target.as_str())
-}
-
-/// The channel and target of a release item's sort key.
-pub fn parse_release_sk(sk: &str) -> Option<(&str, Target)> {
-    let (channel, target) = sk.strip_prefix("release#")?.rsplit_once('#')?;
-    Some((channel, Target::parse(target)?)).filter(|(c, _)| !c.is_empty())
-}
-
-/// Sort key of a bundle item: `bundle#<version>`.
-pub fn bundle_sk(version: &str) -> String {
-    format!("bundle#{version}")
-}
-
-/// The `app` item attribute naming a platform's own default channel.
-pub fn default_channel_attr(platform: Platform) -> &'static str {
-    match platform {
-        Platform::Android => "default_channel_android",
-        Platform::Ios => "default_channel_ios",
-        Platform::Electron => "default_channel_electron",
-    }
-}
-
-fn platform_slot(platform: Platform) -> usize {
-    match platform {
-        Platform::Android => 0,
-        Platform::Ios => 1,
-        Platform::Electron => 2,
-    }
-}
-
-/// What a release item targets: one platform, or `all` as the fallback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Target {
-    Platform(Platform),
-    All,
-}
-
-impl Target {
-    pub fn parse(s: &str) -> Option<Self> {
-        if s == "all" {
-            Some(Self::All)
-        } else {
-            Platform::parse(s).map(Self::Platform)
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::All => "all",
-            Self::Platform(p) => p.as_str(),
-        }
-    }
-}
 
 /// `disable_auto_update`: how far from the native build a bundle may move on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,66 +75,7 @@ pub struct Release {
     /// The item as stored, for settings read outside the hot path (auto-pause policy).
     pub item: Item,
     /// A staged rollout of another version on this item (`rollout_*` attributes), if any.
-    pub rollout: Option<Result<crate::domain::rollout::Rollout, ItemError>>,
-}
-
-/// A release item that cannot be served as written. The message names the attribute, so an
-/// operator can fix the item; devices only see that the release is misconfigured.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ItemError {
-    #[error("attribute {0} is required")]
-    Missing(&'static str),
-    #[error("attribute {name} must be {expected}")]
-    WrongType {
-        name: String,
-        expected: &'static str,
-    },
-    #[error("attribute {name} is invalid: {why}")]
-    Invalid { name: &'static str, why: String },
-}
-
-fn get_s<'a>(item: &'a Item, name: &'static str) -> Result<Option<&'a str>, ItemError> {
-    match item.get(name) {
-        None => Ok(None),
-        Some(AttrValue::S(s)) => Ok(Some(s.as_str())),
-        Some(_) => Err(ItemError::WrongType {
-            name: name.into(),
-            expected: "a string (S)",
-        }),
-    }
-}
-
-fn get_bool(item: &Item, name: &'static str, default: bool) -> Result<bool, ItemError> {
-    match item.get(name) {
-        None => Ok(default),
-        Some(AttrValue::Bool(b)) => Ok(*b),
-        Some(_) => Err(ItemError::WrongType {
-            name: name.into(),
-            expected: "a boolean (BOOL)",
-        }),
-    }
-}
-
-fn get_u64(item: &Item, name: &'static str) -> Result<Option<u64>, ItemError> {
-    match item.get(name) {
-        None => Ok(None),
-        Some(AttrValue::N(n)) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-            .map(Some)
-            .ok_or_else(|| invalid(name, "must be a non-negative number")),
-        Some(_) => Err(ItemError::WrongType {
-            name: name.into(),
-            expected: "a number (N)",
-        }),
-    }
-}
-
-fn invalid(name: &'static str, why: impl Into<String>) -> ItemError {
-    ItemError::Invalid {
-        name,
-        why: why.into(),
-    }
+    pub rollout: Option<Result<Rollout, ItemError>>,
 }
 
 /// True for the plugin's plain checksum: SHA-256, lowercase hex (protocol.md §3).
@@ -253,101 +120,122 @@ pub fn is_valid_download_url(s: &str) -> bool {
 impl Release {
     /// Reads a release item, applying defaults and refusing what the plugin could not use.
     pub fn from_item(item: &Item) -> Result<Self, ItemError> {
-        let version_text = get_s(item, "version")?.ok_or(ItemError::Missing("version"))?;
+        let text = |name: &'static str| -> Result<Option<String>, ItemError> {
+            Ok(item.get_text(name)?.map(str::to_owned))
+        };
+        let version_text = item
+            .get_text(attr::VERSION)?
+            .ok_or(ItemError::Missing(attr::VERSION))?;
         let version = ReleaseVersion::parse(version_text).ok_or_else(|| {
-            invalid(
-                "version",
+            ItemError::invalid(
+                attr::VERSION,
                 format!("{version_text:?} is neither semver nor builtin"),
             )
         })?;
-        let bundle = get_s(item, "bundle")?.map(str::to_owned);
-        let url = get_s(item, "url")?.map(str::to_owned);
-        let manifest = get_s(item, "manifest")?.map(str::to_owned);
-        let checksum = get_s(item, "checksum")?.map(str::to_owned);
-        let session_key = get_s(item, "session_key")?.map(str::to_owned);
-        let key_id = get_s(item, "key_id")?.map(str::to_owned);
-
-        if version == ReleaseVersion::Builtin {
-            // A reset needs nothing to download.
-        } else {
-            if bundle.is_none() && url.is_none() {
-                return Err(ItemError::Missing("bundle (or url)"));
-            }
-            let checksum = checksum.as_deref().ok_or(ItemError::Missing("checksum"))?;
-            if session_key.is_some() {
-                if !is_encrypted_checksum(checksum) {
-                    return Err(invalid(
-                        "checksum",
-                        "an encrypted bundle needs the 512-hex checksum printed by `capgo bundle encrypt`",
-                    ));
-                }
-            } else if !is_sha256_hex(checksum) {
-                return Err(invalid(
-                    "checksum",
-                    "must be the SHA-256 of the zip as 64 lowercase hex digits",
-                ));
-            }
+        let bundle = text(attr::BUNDLE)?;
+        let url = text(attr::URL)?;
+        let checksum = text(attr::CHECKSUM)?;
+        let session_key = text(attr::SESSION_KEY)?;
+        if version != ReleaseVersion::Builtin {
+            check_download(
+                bundle.as_deref(),
+                url.as_deref(),
+                checksum.as_deref(),
+                session_key.as_deref(),
+            )?;
         }
         if let Some(sk) = &session_key
             && !is_valid_session_key(sk)
         {
-            return Err(invalid("session_key", "must be <ivBase64>:<keyBase64>"));
+            return Err(ItemError::invalid(
+                attr::SESSION_KEY,
+                "must be <ivBase64>:<keyBase64>",
+            ));
         }
         if let Some(u) = &url
             && !is_valid_download_url(u)
         {
-            return Err(invalid("url", "must be an absolute http(s) URL"));
+            return Err(ItemError::invalid(
+                attr::URL,
+                "must be an absolute http(s) URL",
+            ));
         }
-        let disable_auto_update = match get_s(item, "disable_auto_update")? {
+        let disable_auto_update = match item.get_text(attr::DISABLE_AUTO_UPDATE)? {
             None => DisableAutoUpdate::Major,
             Some(s) => DisableAutoUpdate::parse(s).ok_or_else(|| {
-                invalid(
-                    "disable_auto_update",
+                ItemError::invalid(
+                    attr::DISABLE_AUTO_UPDATE,
                     "must be none, patch, minor, major or version_number",
                 )
             })?,
         };
-        let min_update_version = match get_s(item, "min_update_version")? {
+        let min_update_version = match item.get_text(attr::MIN_UPDATE_VERSION)? {
             None => None,
             Some(s) => Some(
-                crate::domain::version::normalize_native_version(s)
-                    .ok_or_else(|| invalid("min_update_version", format!("{s:?} is not semver")))?,
+                crate::domain::version::normalize_native_version(s).ok_or_else(|| {
+                    ItemError::invalid(attr::MIN_UPDATE_VERSION, format!("{s:?} is not semver"))
+                })?,
             ),
         };
         Ok(Release {
             version,
             version_text: version_text.to_owned(),
             bundle,
-            manifest,
+            manifest: text(attr::MANIFEST)?,
             url,
             checksum,
             session_key,
-            key_id,
+            key_id: text(attr::KEY_ID)?,
             disable_auto_update,
-            disable_auto_update_under_native: get_bool(
-                item,
-                "disable_auto_update_under_native",
-                true,
-            )?,
+            disable_auto_update_under_native: item
+                .get_flag(attr::DISABLE_AUTO_UPDATE_UNDER_NATIVE, true)?,
             min_update_version,
-            allow_emulator: get_bool(item, "allow_emulator", true)?,
-            allow_device: get_bool(item, "allow_device", true)?,
-            allow_dev: get_bool(item, "allow_dev", true)?,
-            allow_prod: get_bool(item, "allow_prod", true)?,
-            allow_self_assign: get_bool(item, "allow_self_assign", false)?,
-            paused: get_bool(item, "paused", false)?,
-            pause_reason: get_s(item, "pause_reason")?.map(str::to_owned),
-            link: get_s(item, "link")?.map(str::to_owned),
-            comment: get_s(item, "comment")?.map(str::to_owned),
-            resumed_at: get_u64(item, "resumed_at")?,
+            allow_emulator: item.get_flag(attr::ALLOW_EMULATOR, true)?,
+            allow_device: item.get_flag(attr::ALLOW_DEVICE, true)?,
+            allow_dev: item.get_flag(attr::ALLOW_DEV, true)?,
+            allow_prod: item.get_flag(attr::ALLOW_PROD, true)?,
+            allow_self_assign: item.get_flag(attr::ALLOW_SELF_ASSIGN, false)?,
+            paused: item.get_flag(attr::PAUSED, false)?,
+            pause_reason: text(attr::PAUSE_REASON)?,
+            link: text(attr::LINK)?,
+            comment: text(attr::COMMENT)?,
+            resumed_at: item.get_whole(attr::RESUMED_AT)?,
             baseline: Health {
-                installs: get_u64(item, "pause_baseline_installs")?.unwrap_or(0),
-                failures: get_u64(item, "pause_baseline_failures")?.unwrap_or(0),
+                installs: item.get_whole(attr::PAUSE_BASELINE_INSTALLS)?.unwrap_or(0),
+                failures: item.get_whole(attr::PAUSE_BASELINE_FAILURES)?.unwrap_or(0),
             },
             item: item.clone(),
-            rollout: crate::domain::rollout::parse_rollout(item),
+            rollout: parse_rollout(item),
         })
     }
+}
+
+/// What a bundle release needs to be downloadable: a bundle or URL, and the checksum the
+/// plugin can verify (plain SHA-256, or the 512-hex encrypted one with a session key).
+fn check_download(
+    bundle: Option<&str>,
+    url: Option<&str>,
+    checksum: Option<&str>,
+    session_key: Option<&str>,
+) -> Result<(), ItemError> {
+    if bundle.is_none() && url.is_none() {
+        return Err(ItemError::Missing("bundle (or url)"));
+    }
+    let checksum = checksum.ok_or(ItemError::Missing(attr::CHECKSUM))?;
+    if session_key.is_some() {
+        if !is_encrypted_checksum(checksum) {
+            return Err(ItemError::invalid(
+                attr::CHECKSUM,
+                "an encrypted bundle needs the 512-hex checksum printed by `capgo bundle encrypt`",
+            ));
+        }
+    } else if !is_sha256_hex(checksum) {
+        return Err(ItemError::invalid(
+            attr::CHECKSUM,
+            "must be the SHA-256 of the zip as 64 lowercase hex digits",
+        ));
+    }
+    Ok(())
 }
 
 impl Release {
@@ -370,158 +258,244 @@ impl Release {
     }
 }
 
-/// The release items of one channel, one slot per target.
-#[derive(Debug, Clone, Default)]
-pub struct ChannelReleases {
-    pub android: Option<Result<Release, ItemError>>,
-    pub ios: Option<Result<Release, ItemError>>,
-    pub electron: Option<Result<Release, ItemError>>,
-    pub all: Option<Result<Release, ItemError>>,
+/// The attributes that say what a release item serves; a rollout carries its own copy of each
+/// as `rollout_<name>` (the channel's policy is shared by both versions).
+pub const SERVED_ATTRS: &[&str] = &[
+    attr::VERSION,
+    attr::BUNDLE,
+    attr::URL,
+    attr::CHECKSUM,
+    attr::SESSION_KEY,
+    attr::KEY_ID,
+    attr::LINK,
+    attr::COMMENT,
+    attr::MANIFEST,
+];
+
+/// Attributes that belong to the stable version's life (pause state, its evidence epoch), not
+/// to the rollout version.
+const STABLE_ONLY_ATTRS: &[&str] = &[
+    attr::PAUSED,
+    attr::PAUSE_REASON,
+    attr::PAUSED_AT,
+    attr::RESUMED_AT,
+    attr::PAUSE_BASELINE_INSTALLS,
+    attr::PAUSE_BASELINE_FAILURES,
+    attr::RELEASED_AT,
+];
+
+pub const ROLLOUT_ID: &str = "rollout_id";
+pub const ROLLOUT_VERSION: &str = "rollout_version";
+pub const ROLLOUT_PERCENT: &str = "rollout_percent";
+pub const ROLLOUT_STATE: &str = "rollout_state";
+pub const ROLLOUT_STARTED_AT: &str = "rollout_started_at";
+pub const ROLLOUT_STEPPED_AT: &str = "rollout_stepped_at";
+pub const ROLLOUT_RESUMED_AT: &str = "rollout_resumed_at";
+pub const ROLLOUT_STEPS: &str = "rollout_steps";
+pub const ROLLOUT_STEP_EVERY: &str = "rollout_step_every";
+pub const ROLLOUT_MAX_FAILURE_RATE: &str = "rollout_max_failure_rate";
+pub const ROLLOUT_MIN_DEVICES: &str = "rollout_min_devices";
+pub const ROLLOUT_ON_FAILURE: &str = "rollout_on_failure";
+pub const ROLLOUT_HALT_REASON: &str = "rollout_halt_reason";
+
+/// Defaults of the gate, documented in README.
+pub const DEFAULT_STEP_EVERY_SECS: u64 = 3600;
+pub const DEFAULT_MAX_FAILURE_RATE: f64 = 0.05;
+pub const DEFAULT_MIN_DEVICES: u64 = 100;
+
+/// `rollout_<name>`.
+pub fn rollout_attr(name: &str) -> String {
+    format!("rollout_{name}")
 }
 
-impl ChannelReleases {
-    fn slot_mut(&mut self, target: Target) -> &mut Option<Result<Release, ItemError>> {
-        match target {
-            Target::All => &mut self.all,
-            Target::Platform(Platform::Android) => &mut self.android,
-            Target::Platform(Platform::Ios) => &mut self.ios,
-            Target::Platform(Platform::Electron) => &mut self.electron,
+/// Where a rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutState {
+    /// Devices in the cohort get the rollout version.
+    Active,
+    /// No device enters; those already on the rollout version stay on it.
+    Paused,
+    /// Everyone is offered the stable version again.
+    Aborted,
+}
+
+impl RolloutState {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => Self::Active,
+            "paused" => Self::Paused,
+            "aborted" => Self::Aborted,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Aborted => "aborted",
+        }
+    }
+}
+
+/// What a failing rollout does to itself (`rollout_on_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    Pause,
+    Abort,
+}
+
+impl OnFailure {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pause" => Some(Self::Pause),
+            "abort" => Some(Self::Abort),
+            _ => None,
         }
     }
 
-    /// Every item of the channel with its target.
-    pub fn targets(&self) -> impl Iterator<Item = (Target, &Result<Release, ItemError>)> {
-        [
-            (Target::Platform(Platform::Android), &self.android),
-            (Target::Platform(Platform::Ios), &self.ios),
-            (Target::Platform(Platform::Electron), &self.electron),
-            (Target::All, &self.all),
-        ]
-        .into_iter()
-        .filter_map(|(t, slot)| Some((t, slot.as_ref()?)))
-    }
-
-    /// The item serving `platform`: its own, else `all`.
-    pub fn for_platform(&self, platform: Platform) -> Option<&Result<Release, ItemError>> {
-        let own = match platform {
-            Platform::Android => &self.android,
-            Platform::Ios => &self.ios,
-            Platform::Electron => &self.electron,
-        };
-        own.as_ref().or(self.all.as_ref())
-    }
-}
-
-/// Everything an update check needs to know about one app, read in one go and cached.
-#[derive(Debug, Clone, Default)]
-pub struct AppSnapshot {
-    pub default_channel: String,
-    /// `legacy_channel_self` on the `app` item: a plugin older than 7.34 may store its own
-    /// `setChannel` choice on the server. Off by default, because such a request names a device
-    /// id that anyone can forge (protocol.md §6).
-    pub legacy_channel_self: bool,
-    /// `default_channel_<platform>` (android, ios, electron): overrides `default_channel` for
-    /// devices of that platform (Capgo's one public channel per platform).
-    pub platform_default_channels: [Option<String>; 3],
-    /// The `app` item as stored (app-wide settings such as auto-pause defaults).
-    pub app_item: Item,
-    pub channels: HashMap<String, ChannelReleases>,
-    /// Some device of this app has (or had) a channel override: the `device_overrides` item,
-    /// written in the same atomic write as every override. Without it, an update check needs
-    /// no device read to apply an override (`decide_without_device`).
-    pub device_overrides: bool,
-    /// Items that could not be read at all (an unknown platform in `sk`, a bad `app` item):
-    /// logged by the store, never shown to devices.
-    pub problems: Vec<String>,
-}
-
-impl AppSnapshot {
-    /// Builds a snapshot from the app's `app`, `release#…` and `device_overrides` items (other
-    /// items are ignored).
-    pub fn from_items<'a>(items: impl IntoIterator<Item = (&'a str, &'a Item)>) -> Self {
-        let mut snap = AppSnapshot {
-            default_channel: DEFAULT_CHANNEL.to_owned(),
-            ..Default::default()
-        };
-        for (sk, item) in items {
-            if sk == APP_SK {
-                snap.app_item = item.clone();
-                match get_s(item, "default_channel") {
-                    Ok(Some(c)) if !c.is_empty() => snap.default_channel = c.to_owned(),
-                    Ok(_) => {}
-                    Err(e) => snap.problems.push(format!("item app: {e}")),
-                }
-                match get_bool(item, "legacy_channel_self", false) {
-                    Ok(b) => snap.legacy_channel_self = b,
-                    Err(e) => snap.problems.push(format!("item app: {e}")),
-                }
-                for platform in Platform::ALL {
-                    match get_s(item, default_channel_attr(platform)) {
-                        Ok(Some(c)) if !c.is_empty() => {
-                            snap.platform_default_channels[platform_slot(platform)] =
-                                Some(c.to_owned())
-                        }
-                        Ok(_) => {}
-                        Err(e) => snap.problems.push(format!("item app: {e}")),
-                    }
-                }
-            } else if sk == DEVICE_OVERRIDES_SK {
-                snap.device_overrides = true;
-            } else if let Some(rest) = sk.strip_prefix("release#") {
-                let parsed = rest
-                    .rsplit_once('#')
-                    .and_then(|(c, t)| Some((c, Target::parse(t)?)));
-                match parsed {
-                    Some((channel, target)) if !channel.is_empty() => {
-                        let slot = snap
-                            .channels
-                            .entry(channel.to_owned())
-                            .or_default()
-                            .slot_mut(target);
-                        *slot = Some(Release::from_item(item));
-                    }
-                    _ => snap.problems.push(format!(
-                        "item {sk}: sort key is not release#<channel>#<platform>"
-                    )),
-                }
-            }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Abort => "abort",
         }
-        snap
+    }
+}
+
+/// The health gate of a rollout, with README's defaults.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Gate {
+    /// Shares to advance through, ascending, in basis points (`rollout_steps`); empty for a
+    /// rollout moved only by hand.
+    pub steps: Vec<u32>,
+    pub step_every_secs: u64,
+    pub max_failure_rate: f64,
+    pub min_devices: u64,
+    pub on_failure: OnFailure,
+}
+
+/// A rollout as a release item holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollout {
+    /// Picks the cohort: two rollouts (two ids) pick independent cohorts.
+    pub id: String,
+    /// The rollout version as served, with the channel's policy.
+    pub release: Box<Release>,
+    pub basis_points: u32,
+    pub state: RolloutState,
+    pub started_at: u64,
+    pub stepped_at: u64,
+    pub resumed_at: Option<u64>,
+    pub gate: Gate,
+    pub halt_reason: Option<String>,
+}
+
+impl Rollout {
+    /// Its evidence epoch: a resume starts the evidence afresh.
+    pub fn epoch(&self) -> u64 {
+        self.resumed_at.unwrap_or(self.started_at)
     }
 
-    /// Whether a device's stored channel override applies: always an operator's; a device's own
-    /// (an old plugin's setChannel) only while the app has `legacy_channel_self`.
-    pub fn honours_override(&self, device: &crate::domain::device::DeviceState) -> bool {
-        self.legacy_channel_self
-            || device.channel_source != Some(crate::domain::device::ChannelSource::Device)
+    pub fn version(&self) -> &str {
+        &self.release.version_text
     }
+}
 
-    /// The channel devices of `platform` get when they ask for none: `default_channel_<platform>`,
-    /// else `default_channel`.
-    pub fn default_channel_for(&self, platform: Platform) -> &str {
-        self.platform_default_channels[platform_slot(platform)]
-            .as_deref()
-            .unwrap_or(&self.default_channel)
+/// The rollout version's item: the release item without its rollout and stable-only
+/// attributes, with the `rollout_*` served attributes in their place.
+pub fn rollout_release_item(item: &Item) -> Item {
+    let mut out: Item = item
+        .iter()
+        .filter(|(k, _)| {
+            !k.starts_with("rollout_")
+                && !SERVED_ATTRS.contains(&k.as_str())
+                && !STABLE_ONLY_ATTRS.contains(&k.as_str())
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for name in SERVED_ATTRS {
+        if let Some(v) = item.get(&rollout_attr(name)) {
+            out.insert((*name).to_owned(), v.clone());
+        }
     }
+    out
+}
 
-    /// `default_channel_<platform>`, when the app item sets it.
-    pub fn platform_default_channel(&self, platform: Platform) -> Option<&str> {
-        self.platform_default_channels[platform_slot(platform)].as_deref()
-    }
+/// Reads the rollout of a release item; `None` when it has none (`rollout_version` absent).
+pub fn parse_rollout(item: &Item) -> Option<Result<Rollout, ItemError>> {
+    item.contains_key(ROLLOUT_VERSION).then(|| read(item))
+}
 
-    /// The release for a channel and platform, if the channel serves that platform.
-    pub fn release(
-        &self,
-        channel: &str,
-        platform: Platform,
-    ) -> Option<&Result<Release, ItemError>> {
-        self.channels.get(channel)?.for_platform(platform)
-    }
+fn read(item: &Item) -> Result<Rollout, ItemError> {
+    let id = item
+        .get_text(ROLLOUT_ID)?
+        .filter(|s| !s.is_empty())
+        .ok_or(ItemError::Missing(ROLLOUT_ID))?;
+    let release = Release::from_item(&rollout_release_item(item)).map_err(|e| match e {
+        ItemError::Missing(name) => {
+            ItemError::invalid(ROLLOUT_VERSION, format!("rollout_{name} is required"))
+        }
+        other => ItemError::invalid(ROLLOUT_VERSION, format!("the rollout version: {other}")),
+    })?;
+    let basis_points = match item.get_number(ROLLOUT_PERCENT)? {
+        None => return Err(ItemError::Missing(ROLLOUT_PERCENT)),
+        Some(p) => parse_percent(p).map_err(|why| ItemError::invalid(ROLLOUT_PERCENT, why))?,
+    };
+    let state = match item.get_text(ROLLOUT_STATE)? {
+        None => RolloutState::Active,
+        Some(s) => RolloutState::parse(s).ok_or_else(|| {
+            ItemError::invalid(ROLLOUT_STATE, "must be active, paused or aborted")
+        })?,
+    };
+    let started_at = item.get_whole(ROLLOUT_STARTED_AT)?.unwrap_or(0);
+    let steps = match item.get_text(ROLLOUT_STEPS)? {
+        None => Vec::new(),
+        Some(s) => parse_steps(s).map_err(|why| ItemError::invalid(ROLLOUT_STEPS, why))?,
+    };
+    let max_failure_rate = match item.get_number(ROLLOUT_MAX_FAILURE_RATE)? {
+        None => DEFAULT_MAX_FAILURE_RATE,
+        Some(r) if r > 0.0 && r < 1.0 => r,
+        Some(_) => {
+            return Err(ItemError::invalid(
+                ROLLOUT_MAX_FAILURE_RATE,
+                "must be between 0 and 1",
+            ));
+        }
+    };
+    let on_failure = match item.get_text(ROLLOUT_ON_FAILURE)? {
+        None => OnFailure::Pause,
+        Some(s) => OnFailure::parse(s)
+            .ok_or_else(|| ItemError::invalid(ROLLOUT_ON_FAILURE, "must be pause or abort"))?,
+    };
+    Ok(Rollout {
+        id: id.to_owned(),
+        release: Box::new(release),
+        basis_points,
+        state,
+        started_at,
+        stepped_at: item.get_whole(ROLLOUT_STEPPED_AT)?.unwrap_or(started_at),
+        resumed_at: item.get_whole(ROLLOUT_RESUMED_AT)?,
+        gate: Gate {
+            steps,
+            step_every_secs: item
+                .get_whole(ROLLOUT_STEP_EVERY)?
+                .unwrap_or(DEFAULT_STEP_EVERY_SECS),
+            max_failure_rate,
+            min_devices: item
+                .get_whole(ROLLOUT_MIN_DEVICES)?
+                .unwrap_or(DEFAULT_MIN_DEVICES),
+            on_failure,
+        },
+        halt_reason: item.get_text(ROLLOUT_HALT_REASON)?.map(str::to_owned),
+    })
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    pub use crate::domain::item::AttrValue;
 
     pub const SUM: &str = "6bb619125ffc6b696964190e3fac054b407d64d6e40423d2ec888e9f720afef5";
 
@@ -534,17 +508,6 @@ pub(crate) mod tests {
 
     pub fn s(v: &str) -> AttrValue {
         AttrValue::S(v.into())
-    }
-
-    #[test]
-    fn the_overrides_marker_is_read_but_alone_is_no_app() {
-        let marker = Item::new();
-        let snap = AppSnapshot::from_items([(DEVICE_OVERRIDES_SK, &marker)]);
-        assert!(snap.device_overrides);
-        assert!(!AppSnapshot::default().device_overrides);
-        assert!(!describes_an_app([DEVICE_OVERRIDES_SK].into_iter()));
-        assert!(describes_an_app([DEVICE_OVERRIDES_SK, "app"].into_iter()));
-        assert!(!describes_an_app(std::iter::empty()));
     }
 
     #[test]
@@ -650,43 +613,5 @@ pub(crate) mod tests {
         ];
         let r = Release::from_item(&item(enc)).unwrap();
         assert_eq!(r.session_key.as_deref(), Some("aXY=:a2V5"));
-    }
-
-    #[test]
-    fn snapshot_groups_items() {
-        let rel = item(&[
-            ("version", s("1.0.3")),
-            ("bundle", s("k")),
-            ("checksum", s(SUM)),
-        ]);
-        let app = item(&[("default_channel", s("stable"))]);
-        let bundle = item(&[("checksum", s(SUM))]);
-        let snap = AppSnapshot::from_items([
-            ("app", &app),
-            ("release#stable#all", &rel),
-            ("release#beta#ios", &rel),
-            ("release#x#windows", &rel),
-            ("bundle#1.0.3", &bundle),
-        ]);
-        assert_eq!(snap.default_channel, "stable");
-        assert!(snap.release("stable", Platform::Android).is_some());
-        assert!(snap.release("beta", Platform::Ios).is_some());
-        assert!(snap.release("beta", Platform::Android).is_none());
-        assert_eq!(snap.problems.len(), 1);
-        assert!(!snap.legacy_channel_self);
-        assert_eq!(AppSnapshot::from_items([]).default_channel, "production");
-        assert_eq!(snap.default_channel_for(Platform::Ios), "stable");
-        let app = item(&[
-            ("default_channel", s("stable")),
-            ("default_channel_ios", s("ios-public")),
-        ]);
-        let snap = AppSnapshot::from_items([("app", &app)]);
-        assert_eq!(snap.default_channel_for(Platform::Ios), "ios-public");
-        assert_eq!(snap.default_channel_for(Platform::Android), "stable");
-        let app = item(&[("legacy_channel_self", AttrValue::Bool(true))]);
-        assert!(AppSnapshot::from_items([("app", &app)]).legacy_channel_self);
-        let app = item(&[("legacy_channel_self", s("yes"))]);
-        let snap = AppSnapshot::from_items([("app", &app)]);
-        assert!(!snap.legacy_channel_self && snap.problems.len() == 1);
     }
 }

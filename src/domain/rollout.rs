@@ -1,164 +1,25 @@
 //! Staged rollouts: a release item serves its stable version to everyone and, while a rollout
-//! runs, a second version (`rollout_*` attributes of the same item) to a share of devices.
-//! Which devices are in is a stateless, sticky function of (device id, rollout id); health-gated
-//! steps advance the share on a schedule, and halt it when the rollout version fails. Keeping
-//! the rollout on the release item means the update check reads it with the item (no extra
-//! round trip) and every rollout change is one conditional write with its history entry.
+//! runs, a second version (`rollout_*` attributes of the same item, read by
+//! `domain::release`) to a share of devices. Which devices are in is a stateless, sticky
+//! function of (device id, rollout id); health-gated steps advance the share on a schedule,
+//! and halt it when the rollout version fails. Keeping the rollout on the release item means
+//! the update check reads it with the item (no extra round trip) and every rollout change is
+//! one conditional write with its history entry.
 
 use sha2::{Digest, Sha256};
 
 use crate::domain::evidence::Evidence;
 use crate::domain::health::{wilson_lower_bound, wilson_upper_bound};
 use crate::domain::item::{AttrValue, Item};
-use crate::domain::release::{ItemError, Release};
-
-/// Shares are counted in basis points: 0.01 % steps.
-pub const FULL: u32 = 10_000;
-
-/// The attributes that say what a release item serves; a rollout carries its own copy of each
-/// as `rollout_<name>` (the channel's policy is shared by both versions).
-pub const SERVED_ATTRS: &[&str] = &[
-    "version",
-    "bundle",
-    "url",
-    "checksum",
-    "session_key",
-    "key_id",
-    "link",
-    "comment",
-    "manifest",
-];
-
-/// Attributes that belong to the stable version's life (pause state, its evidence epoch), not
-/// to the rollout version.
-const STABLE_ONLY_ATTRS: &[&str] = &[
-    "paused",
-    "pause_reason",
-    "paused_at",
-    "resumed_at",
-    "pause_baseline_installs",
-    "pause_baseline_failures",
-    "released_at",
-];
-
-pub const ROLLOUT_ID: &str = "rollout_id";
-pub const ROLLOUT_VERSION: &str = "rollout_version";
-pub const ROLLOUT_PERCENT: &str = "rollout_percent";
-pub const ROLLOUT_STATE: &str = "rollout_state";
-pub const ROLLOUT_STARTED_AT: &str = "rollout_started_at";
-pub const ROLLOUT_STEPPED_AT: &str = "rollout_stepped_at";
-pub const ROLLOUT_RESUMED_AT: &str = "rollout_resumed_at";
-pub const ROLLOUT_STEPS: &str = "rollout_steps";
-pub const ROLLOUT_STEP_EVERY: &str = "rollout_step_every";
-pub const ROLLOUT_MAX_FAILURE_RATE: &str = "rollout_max_failure_rate";
-pub const ROLLOUT_MIN_DEVICES: &str = "rollout_min_devices";
-pub const ROLLOUT_ON_FAILURE: &str = "rollout_on_failure";
-pub const ROLLOUT_HALT_REASON: &str = "rollout_halt_reason";
-
-/// Defaults of the gate, documented in README.
-pub const DEFAULT_STEP_EVERY_SECS: u64 = 3600;
-pub const DEFAULT_MAX_FAILURE_RATE: f64 = 0.05;
-pub const DEFAULT_MIN_DEVICES: u64 = 100;
-
-/// `rollout_<name>`.
-pub fn rollout_attr(name: &str) -> String {
-    format!("rollout_{name}")
-}
-
-/// Where a rollout stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RolloutState {
-    /// Devices in the cohort get the rollout version.
-    Active,
-    /// No device enters; those already on the rollout version stay on it.
-    Paused,
-    /// Everyone is offered the stable version again.
-    Aborted,
-}
-
-impl RolloutState {
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "active" => Self::Active,
-            "paused" => Self::Paused,
-            "aborted" => Self::Aborted,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Paused => "paused",
-            Self::Aborted => "aborted",
-        }
-    }
-}
-
-/// What a failing rollout does to itself (`rollout_on_failure`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnFailure {
-    Pause,
-    Abort,
-}
-
-impl OnFailure {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pause" => Some(Self::Pause),
-            "abort" => Some(Self::Abort),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pause => "pause",
-            Self::Abort => "abort",
-        }
-    }
-}
-
-/// The health gate of a rollout, with README's defaults.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Gate {
-    /// Shares to advance through, ascending, in basis points (`rollout_steps`); empty for a
-    /// rollout moved only by hand.
-    pub steps: Vec<u32>,
-    pub step_every_secs: u64,
-    pub max_failure_rate: f64,
-    pub min_devices: u64,
-    pub on_failure: OnFailure,
-}
-
-/// A rollout as a release item holds it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rollout {
-    /// Picks the cohort: two rollouts (two ids) pick independent cohorts.
-    pub id: String,
-    /// The rollout version as served, with the channel's policy.
-    pub release: Box<Release>,
-    pub basis_points: u32,
-    pub state: RolloutState,
-    pub started_at: u64,
-    pub stepped_at: u64,
-    pub resumed_at: Option<u64>,
-    pub gate: Gate,
-    pub halt_reason: Option<String>,
-}
+use crate::domain::release::{
+    Gate, OnFailure, ROLLOUT_HALT_REASON, ROLLOUT_ID, ROLLOUT_MAX_FAILURE_RATE,
+    ROLLOUT_MIN_DEVICES, ROLLOUT_ON_FAILURE, ROLLOUT_PERCENT, ROLLOUT_RESUMED_AT,
+    ROLLOUT_STARTED_AT, ROLLOUT_STATE, ROLLOUT_STEP_EVERY, ROLLOUT_STEPPED_AT, ROLLOUT_STEPS,
+    Rollout, RolloutState, SERVED_ATTRS, rollout_attr, rollout_release_item,
+};
+use crate::domain::share::{FULL, percent_number, percent_text, steps_text};
 
 impl Rollout {
-    /// Its evidence epoch: a resume starts the evidence afresh.
-    pub fn epoch(&self) -> u64 {
-        self.resumed_at.unwrap_or(self.started_at)
-    }
-
-    pub fn version(&self) -> &str {
-        &self.release.version_text
-    }
-
     /// Whether this device id is in the cohort at the current share.
     pub fn includes(&self, device_id: &str) -> bool {
         bucket(&self.id, device_id).is_some_and(|b| b < self.basis_points)
@@ -178,168 +39,6 @@ pub fn bucket(rollout_id: &str, device_id: &str) -> Option<u32> {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     Some((u64::from_be_bytes(first) % u64::from(FULL)) as u32)
-}
-
-/// A share as people write it: 5, 0.25, 100 (percent, 0.01 steps).
-pub fn percent_text(bp: u32) -> String {
-    if bp.is_multiple_of(100) {
-        format!("{}%", bp / 100)
-    } else {
-        let s = format!("{:.2}", f64::from(bp) / 100.0);
-        format!("{}%", s.trim_end_matches('0'))
-    }
-}
-
-/// A percentage (0–100, in 0.01 steps) as basis points.
-pub fn parse_percent(p: f64) -> Result<u32, String> {
-    let bp = (p * 100.0).round();
-    if !(0.0..=f64::from(FULL)).contains(&bp) || !p.is_finite() {
-        return Err(format!("{p} is not a percentage between 0 and 100"));
-    }
-    if (p * 100.0 - bp).abs() > 1e-6 {
-        return Err(format!("{p} is finer than 0.01 %"));
-    }
-    Ok(bp as u32)
-}
-
-/// `1,5,25,100` as ascending basis points.
-pub fn parse_steps(s: &str) -> Result<Vec<u32>, String> {
-    let mut steps = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let p: f64 = part
-            .trim_end_matches('%')
-            .parse()
-            .map_err(|_| format!("step {part:?} is not a percentage"))?;
-        let bp = parse_percent(p)?;
-        if bp == 0 || steps.last().is_some_and(|last| *last >= bp) {
-            return Err("steps must be ascending percentages above 0, such as 1,5,25,100".into());
-        }
-        steps.push(bp);
-    }
-    Ok(steps)
-}
-
-pub fn steps_text(steps: &[u32]) -> String {
-    steps
-        .iter()
-        .map(|bp| percent_text(*bp).trim_end_matches('%').to_owned())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn s_attr<'a>(item: &'a Item, name: &'static str) -> Result<Option<&'a str>, ItemError> {
-    match item.get(name) {
-        None => Ok(None),
-        Some(AttrValue::S(s)) => Ok(Some(s)),
-        Some(_) => Err(ItemError::WrongType {
-            name: name.into(),
-            expected: "a string (S)",
-        }),
-    }
-}
-
-fn n_attr(item: &Item, name: &'static str) -> Result<Option<f64>, ItemError> {
-    match item.get(name) {
-        None => Ok(None),
-        Some(AttrValue::N(n)) => n.as_f64().map(Some).ok_or(ItemError::Invalid {
-            name,
-            why: "must be a number".into(),
-        }),
-        Some(_) => Err(ItemError::WrongType {
-            name: name.into(),
-            expected: "a number (N)",
-        }),
-    }
-}
-
-fn invalid(name: &'static str, why: impl Into<String>) -> ItemError {
-    ItemError::Invalid {
-        name,
-        why: why.into(),
-    }
-}
-
-/// The rollout version's item: the release item without its rollout and stable-only
-/// attributes, with the `rollout_*` served attributes in their place.
-pub fn rollout_release_item(item: &Item) -> Item {
-    let mut out: Item = item
-        .iter()
-        .filter(|(k, _)| {
-            !k.starts_with("rollout_")
-                && !SERVED_ATTRS.contains(&k.as_str())
-                && !STABLE_ONLY_ATTRS.contains(&k.as_str())
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for name in SERVED_ATTRS {
-        if let Some(v) = item.get(&rollout_attr(name)) {
-            out.insert((*name).to_owned(), v.clone());
-        }
-    }
-    out
-}
-
-/// Reads the rollout of a release item; `None` when it has none (`rollout_version` absent).
-pub fn parse_rollout(item: &Item) -> Option<Result<Rollout, ItemError>> {
-    item.contains_key(ROLLOUT_VERSION).then(|| read(item))
-}
-
-fn read(item: &Item) -> Result<Rollout, ItemError> {
-    let id = s_attr(item, ROLLOUT_ID)?
-        .filter(|s| !s.is_empty())
-        .ok_or(ItemError::Missing(ROLLOUT_ID))?;
-    let release = Release::from_item(&rollout_release_item(item)).map_err(|e| match e {
-        ItemError::Missing(name) => invalid(ROLLOUT_VERSION, format!("rollout_{name} is required")),
-        other => invalid(ROLLOUT_VERSION, format!("the rollout version: {other}")),
-    })?;
-    let basis_points = match n_attr(item, ROLLOUT_PERCENT)? {
-        None => return Err(ItemError::Missing(ROLLOUT_PERCENT)),
-        Some(p) => parse_percent(p).map_err(|why| invalid(ROLLOUT_PERCENT, why))?,
-    };
-    let state = match s_attr(item, ROLLOUT_STATE)? {
-        None => RolloutState::Active,
-        Some(s) => RolloutState::parse(s)
-            .ok_or_else(|| invalid(ROLLOUT_STATE, "must be active, paused or aborted"))?,
-    };
-    let secs = |name: &'static str| -> Result<Option<u64>, ItemError> {
-        match n_attr(item, name)? {
-            Some(n) if n >= 0.0 => Ok(Some(n as u64)),
-            Some(_) => Err(invalid(name, "must be a non-negative number")),
-            None => Ok(None),
-        }
-    };
-    let started_at = secs(ROLLOUT_STARTED_AT)?.unwrap_or(0);
-    let steps = match s_attr(item, ROLLOUT_STEPS)? {
-        None => Vec::new(),
-        Some(s) => parse_steps(s).map_err(|why| invalid(ROLLOUT_STEPS, why))?,
-    };
-    let max_failure_rate = match n_attr(item, ROLLOUT_MAX_FAILURE_RATE)? {
-        None => DEFAULT_MAX_FAILURE_RATE,
-        Some(r) if r > 0.0 && r < 1.0 => r,
-        Some(_) => return Err(invalid(ROLLOUT_MAX_FAILURE_RATE, "must be between 0 and 1")),
-    };
-    let on_failure = match s_attr(item, ROLLOUT_ON_FAILURE)? {
-        None => OnFailure::Pause,
-        Some(s) => OnFailure::parse(s)
-            .ok_or_else(|| invalid(ROLLOUT_ON_FAILURE, "must be pause or abort"))?,
-    };
-    Ok(Rollout {
-        id: id.to_owned(),
-        release: Box::new(release),
-        basis_points,
-        state,
-        started_at,
-        stepped_at: secs(ROLLOUT_STEPPED_AT)?.unwrap_or(started_at),
-        resumed_at: secs(ROLLOUT_RESUMED_AT)?,
-        gate: Gate {
-            steps,
-            step_every_secs: secs(ROLLOUT_STEP_EVERY)?.unwrap_or(DEFAULT_STEP_EVERY_SECS),
-            max_failure_rate,
-            min_devices: secs(ROLLOUT_MIN_DEVICES)?.unwrap_or(DEFAULT_MIN_DEVICES),
-            on_failure,
-        },
-        halt_reason: s_attr(item, ROLLOUT_HALT_REASON)?.map(str::to_owned),
-    })
 }
 
 /// Starts a rollout of `next` (a release item: the new version's served attributes and any
@@ -383,15 +82,6 @@ pub fn start(
         AttrValue::S(gate.on_failure.as_str().into()),
     );
     item
-}
-
-/// A share as the number `rollout_percent` holds.
-pub fn percent_number(bp: u32) -> AttrValue {
-    if bp.is_multiple_of(100) {
-        AttrValue::N((bp / 100).into())
-    } else {
-        AttrValue::N(serde_json::Number::from_f64(f64::from(bp) / 100.0).unwrap_or(0.into()))
-    }
 }
 
 /// One change of a rollout, by an operator or by the gate.
@@ -533,6 +223,8 @@ pub fn judge(r: &Rollout, e: Evidence, min_networks: u64, now: u64) -> Verdict {
 mod tests {
     use super::*;
     use crate::domain::release::tests::{SUM, item, s};
+    use crate::domain::release::{Release, parse_rollout};
+    use crate::domain::share::parse_percent;
 
     fn device(i: u32) -> String {
         format!("6a1f0b3e-1111-4222-8333-{i:012x}")
@@ -589,22 +281,6 @@ mod tests {
             .count();
         // Independent: 5 % of 5 % of n = 250.
         assert!((225..=275).contains(&both), "{both}");
-    }
-
-    #[test]
-    fn percentages() {
-        assert_eq!(parse_percent(5.0), Ok(500));
-        assert_eq!(parse_percent(0.01), Ok(1));
-        assert_eq!(parse_percent(0.07), Ok(7));
-        assert!(parse_percent(0.001).is_err());
-        assert!(parse_percent(101.0).is_err());
-        assert!(parse_percent(-1.0).is_err());
-        assert_eq!(percent_text(25), "0.25%");
-        assert_eq!(percent_text(500), "5%");
-        assert_eq!(percent_text(50), "0.5%");
-        assert_eq!(parse_steps("1,5,25,100"), Ok(vec![100, 500, 2500, FULL]));
-        assert!(parse_steps("5,1").is_err());
-        assert_eq!(steps_text(&[100, 25, FULL]), "1,0.25,100");
     }
 
     #[test]

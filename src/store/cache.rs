@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::domain::release::AppSnapshot;
+use crate::domain::snapshot::AppSnapshot;
 use crate::store::{ReleaseStore, StoreError};
 
 /// How many apps a process remembers; strangers sending random app ids cannot grow it further.

@@ -1,66 +1,29 @@
-//! Where release items live. Small traits, one capability each, with an embedded (SQLite)
-//! implementation here and a DynamoDB one for AWS; the cache in front of reads is shared.
+//! Where items live. Small traits, one capability each, each with a DynamoDB implementation
+//! (`dynamo/`) and an embedded SQLite one (`embedded/`), the same file name per capability in
+//! both folders; the cache in front of the update check's reads (`cache`) is shared.
+//!
+//! | trait | capability | file |
+//! |---|---|---|
+//! | `ReleaseStore` | an app's settings and release items, in one round trip | `releases.rs` |
+//! | `ItemWriter`, `ItemQuery` | operators' item reads, writes, listings, deletes | `items.rs` |
+//! | `HistoryStore` | a conditional change with its history entry, atomically | `history.rs` |
+//! | `DeviceStore` | per-device channel overrides and failed versions | `devices.rs` |
+//! | `StatsSink` | per-release action counters, a batch at a time | `stats.rs` |
+//! | `EvidenceStore` | devices and networks that attempted or failed a release | `evidence.rs` |
 
 pub mod cache;
 pub mod dynamo;
-pub mod dynamo_devices;
-pub mod dynamo_history;
-pub mod dynamo_stats;
 pub mod embedded;
-pub mod embedded_device_side;
-pub mod embedded_history;
 
 use async_trait::async_trait;
 
 use crate::domain::device::{ChannelSource, DeviceState};
 use crate::domain::evidence::{Evidence, EvidenceKey, EvidenceMark};
-use crate::domain::health::Health;
-use crate::domain::history::{Expected, HistoryAction, HistoryEntry};
+use crate::domain::history::{Expected, HistoryEntry};
 use crate::domain::hourly::HourlyCount;
-use crate::domain::release::{AppSnapshot, Item, parse_release_sk};
-use crate::domain::stats::{ActionCounts, CounterKey, StatsBatch};
-
-/// Creates the data folder (and its parents) and makes it private to this user (0700): it
-/// holds the database and the secret that signs download URLs.
-pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// Makes a file readable and writable by this user only (0600), creating it empty if needed,
-/// before anything is written to it. SQLite gives its `-wal` and `-shm` files the same mode.
-///
-/// An existing file is only chmod-ed, never opened: closing any descriptor of the database
-/// drops every POSIX lock this process holds on it, including the shared lock each WAL
-/// connection keeps. Another process closing its last connection would then believe it was
-/// the last one, delete the WAL index, and leave this process's readers on a stale snapshot.
-pub fn private_file(path: &std::path::Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        if !path.exists() {
-            let mut open = std::fs::OpenOptions::new();
-            open.write(true).create(true).truncate(false).mode(0o600);
-            drop(open.open(path)?);
-        }
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    #[cfg(not(unix))]
-    if !path.exists() {
-        drop(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .open(path)?,
-        );
-    }
-    Ok(())
-}
+use crate::domain::item::Item;
+use crate::domain::snapshot::AppSnapshot;
+use crate::domain::stats::fold::{ActionCounts, CounterKey, StatsBatch};
 
 /// A store failure. The detail is for logs; devices only learn that the service is unavailable.
 #[derive(Debug, thiserror::Error)]
@@ -125,80 +88,41 @@ pub trait DeviceStore: Send + Sync {
     async fn mark_existing_overrides(&self) -> Result<Vec<String>, StoreError>;
 }
 
-/// Where device events land: per-release action counters (sharded on DynamoDB) and the
-/// devices' failed versions.
+/// Where device events are counted: per-release action counters (sharded on DynamoDB) and
+/// the devices' failed versions.
 #[async_trait]
 pub trait StatsSink: Send + Sync {
     /// Writes a whole batch or nothing, so the plugin can resend a batch that got a 503
     /// without double counting; a batch already applied (same `id`) is not applied again.
     async fn record(&self, batch: &StatsBatch) -> Result<(), StoreError>;
-    /// Records evidence marks: each (release, kind, device) counts once, and only while its
-    /// network has counted fewer than `network_cap` devices of that kind; each counted mark
-    /// also adds to its version's count of this hour (`domain::hourly`). Returns the evidence
-    /// of each release for which this call counted a new failure (only those can pause).
-    async fn record_evidence(
-        &self,
-        marks: &[EvidenceMark],
-    ) -> Result<Vec<(EvidenceKey, Evidence)>, StoreError>;
-    /// The evidence recorded so far for one release (zero when none): what a rollout's health
-    /// gate reads.
-    async fn evidence(&self, key: &EvidenceKey) -> Result<Evidence, StoreError>;
     /// The action counts of one release.
     async fn counts(&self, key: &CounterKey) -> Result<ActionCounts, StoreError>;
     /// The action counts of every release of an app.
     async fn app_counts(&self, app_id: &str)
     -> Result<Vec<(CounterKey, ActionCounts)>, StoreError>;
+}
+
+/// The evidence about releases that one client cannot fake (`domain::evidence`): which
+/// devices, from which networks, attempted or failed each release.
+#[async_trait]
+pub trait EvidenceStore: Send + Sync {
+    /// Records evidence marks at time `now` (unix seconds): each (release, kind, device)
+    /// counts once, and only while its network has counted fewer than `network_cap` devices
+    /// of that kind; each counted mark also adds to its version's count of `now`'s hour
+    /// (`domain::hourly`). Returns the evidence of each release for which this call counted a
+    /// new failure (only those can pause).
+    async fn record_evidence(
+        &self,
+        marks: &[EvidenceMark],
+        now: u64,
+    ) -> Result<Vec<(EvidenceKey, Evidence)>, StoreError>;
+    /// The evidence recorded so far for one release (zero when none): what a rollout's health
+    /// gate reads.
+    async fn evidence(&self, key: &EvidenceKey) -> Result<Evidence, StoreError>;
     /// The hourly evidence counts of every release item of an app, from `since_hour` on (at
     /// most `HOURLY_KEEP_SECS` back), in hour order: the dashboard's curves.
     async fn hourly(&self, app_id: &str, since_hour: u64) -> Result<Vec<HourlyCount>, StoreError>;
 }
-
-/// Pausing and resuming release items, with conditions so that a pause never lands on a
-/// release that changed meanwhile. Each writes its history entry in the same atomic write.
-#[async_trait]
-pub trait ReleaseControl: Send + Sync {
-    /// Pauses the release item `sk` if it still serves `version`, is not paused, and was not
-    /// resumed less than `cooldown_secs` ago. `true` when it paused it.
-    async fn pause_release(
-        &self,
-        app_id: &str,
-        sk: &str,
-        pause: &PauseRequest,
-    ) -> Result<bool, StoreError>;
-    /// Lifts a pause, recording the counts at this moment so that only later events count
-    /// towards the next automatic pause. `false` when there is no such release item or it no
-    /// longer serves `resume.version`.
-    async fn resume_release(
-        &self,
-        app_id: &str,
-        sk: &str,
-        resume: &ResumeRequest,
-    ) -> Result<bool, StoreError>;
-}
-
-/// A conditional pause. The store writes the pause and its history entry in one atomic write.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PauseRequest {
-    pub version: String,
-    pub reason: String,
-    pub now: u64,
-    pub cooldown_secs: u64,
-    /// Who pauses: an operator (OS user or AWS principal), or `None` for the automatic pause.
-    pub who: Option<String>,
-}
-
-/// A conditional resume: only while the item still serves `version`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResumeRequest {
-    pub version: String,
-    pub now: u64,
-    /// Counts at this moment: only later events count towards the next automatic pause.
-    pub baseline: Health,
-    pub who: String,
-}
-
-/// Who history names for automatic changes.
-pub const AUTOMATIC: &str = "updraft (automatic)";
 
 /// Operator listings: items by sort-key prefix, the apps a store holds, and deletes. Never on
 /// the hot path.
@@ -242,53 +166,4 @@ pub fn conflict(app_id: &str, sk: &str) -> StoreError {
     StoreError::Conflict(format!(
         "{sk} of {app_id} was changed by someone else while this command ran; see `updraft history --app {app_id}` and run it again"
     ))
-}
-
-/// The history entry of a pause (`who` `None`: the automatic pause).
-pub fn pause_entry(sk: &str, pause: &PauseRequest, at_micros: u64) -> HistoryEntry {
-    let (channel, platform) = channel_platform(sk);
-    HistoryEntry {
-        at_micros,
-        action: if pause.who.is_some() {
-            HistoryAction::Pause
-        } else {
-            HistoryAction::AutoPause
-        },
-        channel,
-        platform,
-        from_version: Some(pause.version.clone()),
-        to_version: Some(pause.version.clone()),
-        who: pause.who.clone().unwrap_or_else(|| AUTOMATIC.to_owned()),
-        detail: Some(pause.reason.clone()),
-    }
-}
-
-/// The history entry of a resume.
-pub fn resume_entry(sk: &str, resume: &ResumeRequest, at_micros: u64) -> HistoryEntry {
-    let (channel, platform) = channel_platform(sk);
-    HistoryEntry {
-        at_micros,
-        action: HistoryAction::Resume,
-        channel,
-        platform,
-        from_version: Some(resume.version.clone()),
-        to_version: Some(resume.version.clone()),
-        who: resume.who.clone(),
-        detail: None,
-    }
-}
-
-fn channel_platform(sk: &str) -> (String, String) {
-    match parse_release_sk(sk) {
-        Some((c, t)) => (c.to_owned(), t.as_str().to_owned()),
-        None => (sk.to_owned(), "all".to_owned()),
-    }
-}
-
-/// Microseconds since the Unix epoch: the time (and order) of history entries.
-pub fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }

@@ -1,6 +1,9 @@
-//! Shared helpers of the integration tests: the plugin's request body, web folders, and the
-//! real `updraft` binary run as a child process.
+//! Shared helpers of the integration tests: the plugin's request body, web folders, the
+//! real `updraft` binary run as a child process, an HTTP client; `aws` for the tests that
+//! talk to AWS-wire emulators.
 #![allow(dead_code)]
+
+pub mod aws;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -166,4 +169,12 @@ pub async fn serve(state: updraft::api::AppState) -> String {
         .into_future(),
     );
     origin
+}
+
+/// An HTTP client for talking to a server under test.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
