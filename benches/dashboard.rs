@@ -109,7 +109,7 @@ fn bench(c: &mut Criterion) {
             .operator_stores(false, true)
             .await
             .unwrap();
-        let bound = updraft::dashboard::bind(stores, "127.0.0.1:0".parse().unwrap())
+        let bound = updraft::dashboard::bind(stores, Some("127.0.0.1:0".parse().unwrap()))
             .await
             .unwrap();
         let port = bound.listener.local_addr().unwrap().port();

@@ -19,11 +19,13 @@ use updraft::domain::device::{ChannelSource, DEFAULT_DEVICE_TTL_SECS, DeviceStat
 use updraft::domain::health::Health;
 use updraft::domain::stats::fold::{ActionCounts, CounterKey, MAX_FAILED_VERSIONS, StatsBatch};
 use updraft::runtime::aws::{AwsTimeouts, dynamo_client};
-use updraft::store::dynamo::{
+use updraft::store::dynamo::devices::{DynamoDevices, TTL_ATTRIBUTE};
+use updraft::store::dynamo::releases::DynamoStore;
+use updraft::store::dynamo::stats::{
     COUNTER_SHARDS, DynamoStats, counter_partition, counter_sk, shard_of,
 };
-use updraft::store::dynamo::{DynamoDevices, TTL_ATTRIBUTE, create_devices_table};
-use updraft::store::dynamo::{DynamoStore, create_table};
+use updraft::store::dynamo::tables::create_devices_table;
+use updraft::store::dynamo::tables::create_table;
 use updraft::store::{DeviceStore, ReleaseStore, StatsSink, StoreError};
 
 const APP: &str = "com.example.app";

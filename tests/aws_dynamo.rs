@@ -18,7 +18,8 @@ use updraft::domain::item::{AttrValue, Item};
 use updraft::domain::protocol::parse_update_request;
 use updraft::domain::snapshot::AppSnapshot;
 use updraft::runtime::aws::{AwsTimeouts, dynamo_client};
-use updraft::store::dynamo::{DynamoStore, create_table};
+use updraft::store::dynamo::releases::DynamoStore;
+use updraft::store::dynamo::tables::create_table;
 use updraft::store::{ItemWriter, ReleaseStore, StoreError};
 
 const SUM: &str = "6bb619125ffc6b696964190e3fac054b407d64d6e40423d2ec888e9f720afef5";

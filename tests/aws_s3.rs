@@ -282,7 +282,9 @@ async fn publish_then_serve_end_to_end() {
     use updraft::ops::OperatorStores;
     use updraft::ops::publish::{BundleSource, ReleaseSpec, publish};
     use updraft::store::ReleaseStore;
-    use updraft::store::dynamo::{DynamoStats, DynamoStore, create_table};
+    use updraft::store::dynamo::releases::DynamoStore;
+    use updraft::store::dynamo::stats::DynamoStats;
+    use updraft::store::dynamo::tables::create_table;
 
     let bundles = fresh("UPDRAFT_TEST_S3S", Duration::from_secs(600)).await;
     let moto = config_for(&emulator("UPDRAFT_TEST_MOTO"), AwsTimeouts::OPERATOR).await;
@@ -295,7 +297,7 @@ async fn publish_then_serve_end_to_end() {
         items: store.clone(),
         query: store.clone(),
         history: store.clone(),
-        devices: Arc::new(updraft::store::dynamo::DynamoDevices::new(
+        devices: Arc::new(updraft::store::dynamo::devices::DynamoDevices::new(
             dynamo_client(&moto),
             "unused-releases",
             "unused-devices",
@@ -403,7 +405,8 @@ async fn the_global_endpoint_variable_is_honoured() {
 #[ignore = "run in a child process by the *_honoured tests, with its own environment"]
 async fn env_child() {
     use updraft::store::ReleaseStore;
-    use updraft::store::dynamo::{DynamoStore, create_table};
+    use updraft::store::dynamo::releases::DynamoStore;
+    use updraft::store::dynamo::tables::create_table;
 
     let Ok(s3_endpoint) = std::env::var("UPDRAFT_CHILD_S3") else {
         eprintln!("env_child only runs inside service_endpoint_variables_are_honoured");

@@ -12,6 +12,7 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -254,8 +255,13 @@ struct Dashboard {
 
 impl Dashboard {
     fn start(env: &[(&str, &str)], cwd: &std::path::Path) -> Dashboard {
+        Self::start_with(env, cwd, &[])
+    }
+
+    fn start_with(env: &[(&str, &str)], cwd: &std::path::Path, extra: &[&str]) -> Dashboard {
         let mut child = updraft()
-            .args(["dashboard", "--addr", "127.0.0.1:0", "--json"])
+            .args(["dashboard", "--json"])
+            .args(extra)
             .envs(env.iter().copied())
             .current_dir(cwd)
             .stdout(Stdio::piped())
@@ -723,6 +729,107 @@ async fn dashboard_shows_and_drives_releases(s: Setup) {
     assert_eq!(status["state"], "paused", "{status}");
 }
 
+/// A plain HTTP server on `addr` that answers every request with a page and keeps what each
+/// request sent (its head): another local server the operator opens in the same browser.
+async fn recording_server(addr: &str) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let kept = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                kept.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let page = "<html><body>another local server</body></html>";
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (format!("{port}"), seen)
+}
+
+/// The dashboard's cookie stays with the dashboard: it listens on a loopback address of its
+/// own, and browsers scope cookies by host, so the servers the operator runs on 127.0.0.1 or
+/// localhost (any port) never receive the token, while the dashboard itself keeps working
+/// from the cookie alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_never_reaches_another_local_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let s = Setup {
+        env: vec![
+            ("UPDRAFT_DATA".into(), data.display().to_string()),
+            ("UPDRAFT_BACKEND".into(), "embedded".into()),
+        ],
+        tmp,
+        who: String::new(),
+        name: "cookie",
+    };
+    s.release("1.0.1", "production", &[]);
+    let env = support::aws::pairs(&s.env);
+    let dash = Dashboard::start(&env, s.tmp.path());
+    let host = dash.origin.trim_start_matches("http://");
+    let ip: std::net::Ipv4Addr = host.split(':').next().unwrap().parse().unwrap();
+    assert!(
+        ip.is_loopback() && ip.octets()[1] != 0,
+        "{ip}: an address of its own"
+    );
+
+    let (port, seen) = recording_server("127.0.0.1:0").await;
+    let browser = Browser::start().await;
+    browser.goto(&dash.url).await;
+    assert_eq!(browser.url().await, format!("{}/", dash.origin));
+    // The cookie works on the dashboard: a page without `?token=` opens.
+    browser.goto(&format!("{}/app/{APP_ID}", dash.origin)).await;
+    browser.find("#live article").await;
+    for other in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://localhost:{port}/"),
+    ] {
+        browser.goto(&other).await;
+        assert!(browser.source().await.contains("another local server"));
+    }
+    let heads = seen.lock().unwrap().clone();
+    assert!(heads.len() >= 2, "{heads:?}");
+    for head in &heads {
+        assert!(
+            !head.contains(&dash.token) && !head.to_ascii_lowercase().contains("updraft_dashboard"),
+            "another local server received the dashboard's credential: {head}"
+        );
+    }
+    // And the same browser still holds it for the dashboard.
+    browser.goto(&format!("{}/", dash.origin)).await;
+    assert!(browser.source().await.contains(APP_ID));
+
+    // The control: a dashboard told to share 127.0.0.1 hands its cookie to every server
+    // there, whatever the port. This is what the address of its own prevents.
+    let shared = Dashboard::start_with(&env, s.tmp.path(), &["--addr", "127.0.0.1:0"]);
+    browser.goto(&shared.url).await;
+    seen.lock().unwrap().clear();
+    browser.goto(&format!("http://127.0.0.1:{port}/")).await;
+    let heads = seen.lock().unwrap().clone();
+    assert!(
+        heads.iter().any(|h| h.contains(&shared.token)),
+        "the browser did not send the shared dashboard's cookie: {heads:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_on_the_embedded_store() {
     let tmp = tempfile::tempdir().unwrap();
@@ -756,13 +863,13 @@ async fn dashboard_on_dynamodb() {
     let env = support::aws::binary_env().await;
     let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
     let client = support::aws::moto_dynamo(updraft::runtime::aws::AwsTimeouts::OPERATOR).await;
-    let stats = updraft::store::dynamo::DynamoStats::new(
+    let stats = updraft::store::dynamo::stats::DynamoStats::new(
         client.clone(),
         get("UPDRAFT_TABLE"),
         get("UPDRAFT_DEVICES_TABLE"),
         86_400,
     );
-    let items = updraft::store::dynamo::DynamoStore::new(client, get("UPDRAFT_TABLE"));
+    let items = updraft::store::dynamo::releases::DynamoStore::new(client, get("UPDRAFT_TABLE"));
     let s = Setup {
         env,
         tmp: tempfile::tempdir().unwrap(),
@@ -801,9 +908,9 @@ fn a_non_loopback_address_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_page_refresh_costs_a_bounded_number_of_dynamodb_calls() {
     use std::sync::Arc;
-    use updraft::store::dynamo::DynamoDevices;
-    use updraft::store::dynamo::DynamoStats;
-    use updraft::store::dynamo::DynamoStore;
+    use updraft::store::dynamo::devices::DynamoDevices;
+    use updraft::store::dynamo::releases::DynamoStore;
+    use updraft::store::dynamo::stats::DynamoStats;
     let env = support::aws::binary_env().await;
     let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
     let s = Setup {

@@ -23,8 +23,10 @@ use updraft::domain::item::{AttrValue, Item};
 use updraft::domain::keys::{Target, release_sk};
 use updraft::runtime::aws::{AwsTimeouts, dynamo_client, s3_client};
 use updraft::runtime::backend::AwsTables;
-use updraft::store::dynamo::{DynamoDevices, create_devices_table};
-use updraft::store::dynamo::{DynamoStore, create_table};
+use updraft::store::dynamo::devices::DynamoDevices;
+use updraft::store::dynamo::releases::DynamoStore;
+use updraft::store::dynamo::tables::create_devices_table;
+use updraft::store::dynamo::tables::create_table;
 use updraft::store::embedded::EmbeddedStore;
 use updraft::store::{DeviceStore, ItemWriter};
 

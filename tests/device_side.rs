@@ -18,9 +18,11 @@ use updraft::domain::keys::{Target, release_sk};
 use updraft::ops::OperatorStores;
 use updraft::runtime::aws::{AwsTimeouts, dynamo_client, s3_client};
 use updraft::runtime::backend::AwsTables;
-use updraft::store::dynamo::DynamoStats;
-use updraft::store::dynamo::{DynamoDevices, create_devices_table};
-use updraft::store::dynamo::{DynamoStore, create_table};
+use updraft::store::dynamo::devices::DynamoDevices;
+use updraft::store::dynamo::releases::DynamoStore;
+use updraft::store::dynamo::stats::DynamoStats;
+use updraft::store::dynamo::tables::create_devices_table;
+use updraft::store::dynamo::tables::create_table;
 use updraft::store::embedded::EmbeddedStore;
 
 const SUM: &str = "6bb619125ffc6b696964190e3fac054b407d64d6e40423d2ec888e9f720afef5";
@@ -907,7 +909,7 @@ async fn worst_case_stats_request_cost_dynamo() {
 
     // Write units: 2 per KB per transactional item, 1 per KB per single-item write.
     let mut transact_wcu = 0;
-    for shard in 0..updraft::store::dynamo::COUNTER_SHARDS {
+    for shard in 0..updraft::store::dynamo::stats::COUNTER_SHARDS {
         let page = plain
             .query()
             .table_name(&table)
@@ -915,7 +917,7 @@ async fn worst_case_stats_request_cost_dynamo() {
             .expression_attribute_values(
                 ":p",
                 aws_sdk_dynamodb::types::AttributeValue::S(
-                    updraft::store::dynamo::counter_partition(APP_ID, shard),
+                    updraft::store::dynamo::stats::counter_partition(APP_ID, shard),
                 ),
             )
             .send()

@@ -309,7 +309,7 @@ async fn lambda_pauses_on_evidence_from_api_gateways_source_ip() {
         updraft::runtime::aws::AwsTimeouts::OPERATOR,
     )
     .await;
-    let store = updraft::store::dynamo::DynamoStore::new(
+    let store = updraft::store::dynamo::releases::DynamoStore::new(
         updraft::runtime::aws::dynamo_client(&conf),
         value("UPDRAFT_TABLE"),
     );

@@ -35,7 +35,7 @@ use serde_yaml_ng::Value;
 use tower::ServiceExt;
 use updraft::api::router;
 use updraft::runtime::aws::AwsTimeouts;
-use updraft::store::dynamo::{DEVICE_KEY, TTL_ATTRIBUTE};
+use updraft::store::dynamo::devices::{DEVICE_KEY, TTL_ATTRIBUTE};
 use updraft::store::dynamo::{PARTITION_KEY, SORT_KEY};
 
 /// Routes the template may declare ahead of the code: while the router answers such a path

@@ -3,6 +3,7 @@
 //! not arrive within the listener's read timeout.
 
 use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, header};
 
 use crate::api::error::ApiError;
@@ -36,4 +37,19 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
         }
         ApiError::IncompleteBody
     })
+}
+
+/// A body within `BODY_LIMIT` (update checks, `/channel_self`), read by `read_body`: the
+/// handlers' common first step as an extractor.
+pub struct SmallBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for SmallBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        read_body(&parts.headers, body, BODY_LIMIT)
+            .await
+            .map(SmallBody)
+    }
 }

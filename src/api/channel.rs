@@ -10,13 +10,12 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
-use crate::api::body::{BODY_LIMIT, read_body};
+use crate::api::body::SmallBody;
 use crate::api::error::{ApiError, json_response};
 use crate::api::state::AppState;
 use crate::domain::device::{ChannelSource, DeviceState};
@@ -83,10 +82,8 @@ fn may_self_assign(snap: &AppSnapshot, channel: &str, req: &UpdateRequest<'_>) -
 /// `POST /channel_self`: `setChannel`.
 pub(super) async fn set_channel(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
+    SmallBody(body): SmallBody,
 ) -> Result<Response, ApiError> {
-    let body = read_body(&headers, body, BODY_LIMIT).await?;
     let req = parse_update_request(&body)?;
     let ChannelField { channel } = parse_json_body(&body)?;
     let channel = channel
@@ -138,10 +135,8 @@ pub(super) async fn set_channel(
 /// default would pin the device to it, and it would not follow a later change of default.
 pub(super) async fn get_channel(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
+    SmallBody(body): SmallBody,
 ) -> Result<Response, ApiError> {
-    let body = read_body(&headers, body, BODY_LIMIT).await?;
     let req = parse_update_request(&body)?;
     let (snap, device) = tokio::join!(
         state.releases.get(&req.app_id),
@@ -233,10 +228,8 @@ pub(super) async fn list_channels(
 /// a device chose is stored, so there is nothing to forget.
 pub(super) async fn unset_channel(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
+    SmallBody(body): SmallBody,
 ) -> Result<Response, ApiError> {
-    let body = read_body(&headers, body, BODY_LIMIT).await?;
     let req = parse_update_request(&body)?;
     let snap = state.releases.get(&req.app_id).await?;
     if snap.is_some_and(|s| s.legacy_channel_self) {

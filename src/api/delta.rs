@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::body::read_body;
 use crate::api::error::{ApiError, json_response};
-use crate::api::files::serve_file;
+use crate::api::files::{query_values, serve_file};
 use crate::api::origin::request_origin;
 use crate::api::state::AppState;
 use crate::bundles::file_urls::object_key;
@@ -92,14 +92,7 @@ pub(crate) async fn file(
     req: Request,
 ) -> Result<Response, ApiError> {
     let delta = state.delta.as_ref().ok_or(ApiError::NotFound)?;
-    let (mut e, mut s) = (None, None);
-    for pair in req.uri().query().unwrap_or("").split('&') {
-        match pair.split_once('=') {
-            Some(("e", v)) => e = Some(v),
-            Some(("s", v)) => s = Some(v),
-            _ => {}
-        }
-    }
+    let [e, s] = query_values(req.uri().query(), ["e", "s"]);
     if e.is_none() || s.is_none() {
         return Err(ApiError::UrlRefused(UrlRefusal::Unsigned));
     }

@@ -19,19 +19,25 @@ pub async fn bundle(
     req: Request,
 ) -> Result<Response, ApiError> {
     let bundles = state.local_bundles.as_ref().ok_or(ApiError::NotFound)?;
-    let (mut expires, mut signature) = (None, None);
-    for pair in req.uri().query().unwrap_or("").split('&') {
-        match pair.split_once('=') {
-            Some(("expires", v)) => expires = Some(v),
-            Some(("signature", v)) => signature = Some(v),
-            _ => {}
-        }
-    }
+    let [expires, signature] = query_values(req.uri().query(), ["expires", "signature"]);
     bundles
         .verify(&key, expires, signature)
         .inspect_err(|e| tracing::info!(key, refused = %e, "bundle download refused"))?;
     let path = bundles.regular_file(&key).ok_or(ApiError::NotFound)?;
     serve_file(path, req).await
+}
+
+/// The values of two query parameters (a signed URL's expiry and signature), raw.
+pub fn query_values<'q>(query: Option<&'q str>, names: [&str; 2]) -> [Option<&'q str>; 2] {
+    let mut out = [None, None];
+    for pair in query.unwrap_or("").split('&') {
+        if let Some((k, v)) = pair.split_once('=')
+            && let Some(i) = names.iter().position(|n| *n == k)
+        {
+            out[i] = Some(v);
+        }
+    }
+    out
 }
 
 /// Serves a stored file with `Range` support (one well-formed range; others get a full 200).

@@ -7,12 +7,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use crate::api::body::{BODY_LIMIT, read_body};
+use crate::api::body::SmallBody;
 use crate::api::delta;
 use crate::api::error::{ApiError, json_response};
 use crate::api::origin::request_origin;
@@ -25,12 +24,12 @@ use crate::domain::protocol::{
     parse_update_request,
 };
 
+/// `POST /updates`.
 pub async fn updates(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Body,
+    SmallBody(body): SmallBody,
 ) -> Result<Response, ApiError> {
-    let body = read_body(&headers, body, BODY_LIMIT).await?;
     let origin = request_origin(&state, &headers);
     let answer = update_check(&state, &body, &origin).await?;
     Ok(json_response(StatusCode::OK, answer))

@@ -45,7 +45,7 @@ fn unavailable(e: impl std::fmt::Display) -> BundleError {
 impl LocalBundles {
     /// Opens `<data>/bundles`, creating the signing secret (`<data>/url-secret`, mode 0600) once.
     pub fn open(data_dir: &Path, ttl: Duration) -> Result<Self, BundleError> {
-        crate::store::embedded::private_dir(data_dir)
+        crate::store::embedded::files::private_dir(data_dir)
             .map_err(|e| unavailable(format!("{}: {e}", data_dir.display())))?;
         let root = data_dir.join("bundles");
         std::fs::create_dir_all(&root).map_err(unavailable)?;

@@ -62,9 +62,10 @@ pub enum Command {
 pub struct DashboardArgs {
     #[command(flatten)]
     pub op: OpArgs,
-    /// Loopback address to listen on (port 0: any free port).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub addr: SocketAddr,
+    /// Loopback address to listen on (port 0: any free port). Default: a random loopback
+    /// address of its own (127.x.y.z), so its cookie never reaches your other local servers.
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
     /// Open the page in the default browser.
     #[arg(long)]
     pub open: bool,

@@ -41,8 +41,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let (op, name, create) = cli.command.op();
     let json = op.json;
     let result = async {
-        if let Command::Dashboard(args) = &cli.command {
-            crate::dashboard::require_loopback(args.addr)?;
+        if let Command::Dashboard(args) = &cli.command
+            && let Some(addr) = args.addr
+        {
+            crate::dashboard::require_loopback(addr)?;
         }
         let stores = op.store.backend()?.operator_stores(create, json).await?;
         if let Command::Dashboard(args) = &cli.command {

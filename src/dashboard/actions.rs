@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::dashboard::guard::{redirect, refuse, same};
-use crate::dashboard::{Dashboard, render};
+use crate::dashboard::pages::render;
+use crate::dashboard::state::Dashboard;
 use crate::domain::keys::Target;
 use crate::domain::share::parse_percent;
 use crate::ops::OperatorStores;

@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::dashboard::Dashboard;
+use crate::dashboard::state::Dashboard;
 
 pub(super) fn refuse(status: StatusCode, error: &str, message: &str) -> Response {
     let mut r = (

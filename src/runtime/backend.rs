@@ -21,8 +21,11 @@ use crate::ops::OperatorStores;
 use crate::runtime::aws::{AwsTimeouts, dynamo_client, dynamo_client_with, s3_client, sdk_config};
 use crate::runtime::identity::{AwsCaller, LocalUser};
 use crate::store::cache::CachedReleases;
-use crate::store::dynamo::{DynamoDevices, DynamoStats, DynamoStore};
-use crate::store::embedded::{EmbeddedStore, HOUSEKEEPING_EVERY};
+use crate::store::dynamo::devices::DynamoDevices;
+use crate::store::dynamo::releases::DynamoStore;
+use crate::store::dynamo::stats::DynamoStats;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::embedded::housekeeping::HOUSEKEEPING_EVERY;
 
 /// Where items and bundles live.
 #[derive(Debug, Clone)]

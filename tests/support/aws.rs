@@ -191,10 +191,10 @@ pub async fn binary_env() -> Vec<(String, String)> {
     let devices = unique("devices");
     let bucket = unique("bundles");
     let ddb = updraft::runtime::aws::dynamo_client(&config_for(&moto, AwsTimeouts::OPERATOR).await);
-    updraft::store::dynamo::create_table(&ddb, &table)
+    updraft::store::dynamo::tables::create_table(&ddb, &table)
         .await
         .expect("create table");
-    updraft::store::dynamo::create_devices_table(&ddb, &devices)
+    updraft::store::dynamo::tables::create_devices_table(&ddb, &devices)
         .await
         .expect("create devices table");
     let s3 = updraft::runtime::aws::s3_client(&config_for(&s3s, AwsTimeouts::OPERATOR).await);

@@ -10,8 +10,10 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use sha2::{Digest, Sha256};
 
+use super::devices::{DEVICE_KEY, TTL_ATTRIBUTE};
 use super::stats::COUNTER_SHARDS;
-use super::{DEVICE_KEY, DynamoStats, PARTITION_KEY, TTL_ATTRIBUTE, n_of, s, s_of, unavailable};
+use super::stats::DynamoStats;
+use super::{PARTITION_KEY, n_of, s, s_of, unavailable};
 use crate::domain::evidence::{Evidence, EvidenceKey, EvidenceKind, EvidenceMark};
 use crate::domain::hourly::{
     HOURLY_KEEP_SECS, HOURLY_SK_PREFIX, HourlyCount, HourlyIncrements, hour_expires_at, hour_of,

@@ -5,7 +5,8 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 
-use super::{DynamoStore, Outcome, SORT_KEY, n, to_dynamo, transaction_outcome, unavailable};
+use super::releases::DynamoStore;
+use super::{Outcome, SORT_KEY, n, to_dynamo, transaction_outcome, unavailable};
 use crate::domain::history::{Expected, HistoryEntry, history_partition};
 use crate::domain::item::{Item, attr};
 use crate::store::{HistoryStore, StoreError, conflict};

@@ -6,9 +6,8 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{
-    DynamoStore, PARTITION_KEY, SORT_KEY, conditional_write, from_dynamo, s, to_dynamo, unavailable,
-};
+use super::releases::DynamoStore;
+use super::{PARTITION_KEY, SORT_KEY, conditional_write, from_dynamo, s, to_dynamo, unavailable};
 use crate::domain::history::is_history_partition;
 use crate::domain::item::Item;
 use crate::store::{ItemQuery, ItemWriter, StoreError};

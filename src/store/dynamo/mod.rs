@@ -11,22 +11,13 @@
 //! - `evidence`: the auto-pause and rollout evidence and its hourly counts (`EvidenceStore`)
 //! - `tables`: creating the two tables (tests, first runs)
 
-mod devices;
-mod evidence;
-mod history;
-mod items;
-mod releases;
-mod stats;
-mod tables;
-
-pub use devices::{DEVICE_KEY, DynamoDevices, TTL_ATTRIBUTE, device_from_dynamo};
-pub use evidence::evidence_partition;
-pub use releases::DynamoStore;
-pub use stats::{
-    ACTION_PREFIX, ACTIONS_PER_UPDATE, COUNTER_SHARDS, COUNTER_SK_PREFIX, DynamoStats,
-    MAX_TRANSACT_ITEMS, counter_partition, counter_sk, shard_of,
-};
-pub use tables::{create_devices_table, create_table};
+pub mod devices;
+pub mod evidence;
+pub mod history;
+pub mod items;
+pub mod releases;
+pub mod stats;
+pub mod tables;
 
 use std::collections::HashMap;
 

@@ -18,8 +18,9 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, Update};
 use sha2::{Digest, Sha256};
 
+use super::devices::{DEVICE_KEY, TTL_ATTRIBUTE};
 use super::devices::{FAILED_VERSIONS, LAST_SEEN, delete_failed_versions, read_failed_versions};
-use super::{DEVICE_KEY, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, s, unavailable};
+use super::{PARTITION_KEY, SORT_KEY, s, unavailable};
 use crate::clock::Clock;
 use crate::domain::stats::fold::{ActionCounts, CounterKey, StatsBatch, newest_failed_versions};
 use crate::store::{StatsSink, StoreError};

@@ -10,7 +10,8 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification, TimeToLiveStatus,
 };
 
-use super::{DEVICE_KEY, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, unavailable};
+use super::devices::{DEVICE_KEY, TTL_ATTRIBUTE};
+use super::{PARTITION_KEY, SORT_KEY, unavailable};
 use crate::store::StoreError;
 
 /// How long `create_table` waits for a new table to become ACTIVE.

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::{EmbeddedStore, encode};
+use super::{EmbeddedStore, encode, schema};
 use crate::domain::device::{ChannelSource, DeviceState};
 use crate::domain::item::{Item, ItemExt, attr};
 use crate::domain::keys::DEVICE_OVERRIDES_SK;
@@ -101,33 +101,7 @@ impl DeviceStore for EmbeddedStore {
 
     async fn mark_existing_overrides(&self) -> Result<Vec<String>, StoreError> {
         let now = self.clock.now();
-        self.with_conn(move |conn| mark_existing_overrides(conn, now))
+        self.with_conn(move |conn| schema::mark_existing_overrides(conn, now))
             .await
     }
-}
-
-/// Writes the `device_overrides` marker of every app with a device override (the embedded
-/// store also does this once when it opens a database written before the marker existed).
-pub(super) fn mark_existing_overrides(
-    conn: &mut rusqlite::Connection,
-    now: u64,
-) -> Result<Vec<String>, StoreError> {
-    let mut marker = Item::new();
-    marker.set_whole(attr::SINCE, now);
-    let tx = conn.transaction()?;
-    tx.execute(
-        "INSERT INTO items (app_id, sk, attrs)
-         SELECT DISTINCT app_id, ?1, ?2 FROM devices WHERE channel IS NOT NULL
-         ON CONFLICT DO NOTHING",
-        params![DEVICE_OVERRIDES_SK, encode(&marker)?],
-    )?;
-    let apps = {
-        let mut stmt = tx.prepare(
-            "SELECT DISTINCT app_id FROM devices WHERE channel IS NOT NULL ORDER BY app_id",
-        )?;
-        stmt.query_map([], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?
-    };
-    tx.commit()?;
-    Ok(apps)
 }

@@ -16,16 +16,13 @@
 
 mod devices;
 mod evidence;
-mod files;
+pub mod files;
 mod history;
-mod housekeeping;
+pub mod housekeeping;
 mod items;
 mod releases;
 mod schema;
 mod stats;
-
-pub use files::{private_dir, private_file};
-pub use housekeeping::HOUSEKEEPING_EVERY;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -123,9 +120,10 @@ impl EmbeddedStore {
         busy_timeout: Duration,
         device_ttl_secs: u64,
     ) -> Result<Self, StoreError> {
-        private_dir(data_dir).map_err(|e| unavailable(format!("{}: {e}", data_dir.display())))?;
+        files::private_dir(data_dir)
+            .map_err(|e| unavailable(format!("{}: {e}", data_dir.display())))?;
         let path = data_dir.join("updraft.db");
-        private_file(&path).map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+        files::private_file(&path).map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
         let conn = Connection::open(&path)?;
         conn.busy_timeout(busy_timeout)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -1,9 +1,10 @@
 //! The embedded store's tables (the same items and meanings as the DynamoDB tables) and the
 //! one-time upgrades of databases written by older versions (`PRAGMA user_version`).
 
-use rusqlite::Connection;
+use rusqlite::{Connection, params};
 
-use super::devices::mark_existing_overrides;
+use crate::domain::item::{Item, ItemExt, attr};
+use crate::domain::keys::DEVICE_OVERRIDES_SK;
 use crate::store::StoreError;
 
 const TABLES: &str = "
@@ -73,4 +74,33 @@ pub(super) fn prepare(conn: &mut Connection, now: u64) -> Result<(), StoreError>
         conn.pragma_update(None, "user_version", 1)?;
     }
     Ok(())
+}
+
+/// Writes the `device_overrides` marker of every app with a device override (the embedded
+/// store also does this once when it opens a database written before the marker existed).
+pub(super) fn mark_existing_overrides(
+    conn: &mut rusqlite::Connection,
+    now: u64,
+) -> Result<Vec<String>, StoreError> {
+    let mut marker = Item::new();
+    marker.set_whole(attr::SINCE, now);
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO items (app_id, sk, attrs)
+         SELECT DISTINCT app_id, ?1, ?2 FROM devices WHERE channel IS NOT NULL
+         ON CONFLICT DO NOTHING",
+        params![
+            DEVICE_OVERRIDES_SK,
+            serde_json::to_string(&marker).map_err(|e| StoreError::Unavailable(e.to_string()))?
+        ],
+    )?;
+    let apps = {
+        let mut stmt = tx.prepare(
+            "SELECT DISTINCT app_id FROM devices WHERE channel IS NOT NULL ORDER BY app_id",
+        )?;
+        stmt.query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    tx.commit()?;
+    Ok(apps)
 }
