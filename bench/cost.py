@@ -8,7 +8,9 @@ function wrote to stdout/stderr per check, and the function's own time per check
 `micros` of its check lines, from a second pass at `debug`).
 
 `table`: turns two runs (before, after) into the cost table per million checks, from those
-counts and the list prices below, and writes it into README.md between its markers.
+counts and the list prices below (bench/results/cost.md). README's cost section is now the
+device-month's (bench/device_month.sh), which measures update checks too, beside stats and
+downloads; this per-check table stays for its detail on the mix of checks.
 """
 
 import argparse
@@ -410,11 +412,12 @@ def table(args):
     text = "\n".join(lines) + "\n"
     with open(args.md, "w") as f:
         f.write(text)
-    readme = open(args.readme).read()
-    begin, end = "<!-- cost:begin -->\n", "<!-- cost:end -->\n"
-    a, b = readme.index(begin) + len(begin), readme.index(end)
-    with open(args.readme, "w") as f:
-        f.write(readme[:a] + text + readme[b:])
+    if args.readme:
+        readme = open(args.readme).read()
+        begin, end = "<!-- cost:begin -->\n", "<!-- cost:end -->\n"
+        a, b = readme.index(begin) + len(begin), readme.index(end)
+        with open(args.readme, "w") as f:
+            f.write(readme[:a] + text + readme[b:])
     print(text)
 
 
@@ -438,7 +441,9 @@ def main():
     t.add_argument("--before", required=True)
     t.add_argument("--after", required=True)
     t.add_argument("--md", required=True)
-    t.add_argument("--readme", default=os.path.join(REPO, "README.md"))
+    t.add_argument("--readme", default="",
+                   help="also write the table into this README's cost section (README.md's is "
+                        "bench/device_month.sh's since the device-month bench)")
     args = p.parse_args()
     run(args) if args.cmd == "run" else table(args)
 

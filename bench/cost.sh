@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What a million update checks cost, measured: starts moto and s3s-fs behind counting proxies,
 # runs bench/cost.py with an `updraft` binary under the Lambda Runtime API emulator, and writes
-# the cost table (bench/results/cost.md) into README.md ("What it costs").
+# the per-check cost table to bench/results/cost.md. README's "What it costs" is the device-month
+# (bench/device_month.sh), which measures update checks beside stats and downloads.
 #
 #   bench/cost.sh                       # after: this tree's debug binary (built if missing)
 #   BEFORE=/path/to/old/updraft bench/cost.sh   # also measure an older binary as "before"
